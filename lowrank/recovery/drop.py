@@ -1,0 +1,34 @@
+"""Drop residual handler (GaLore).
+
+The part of the gradient outside the subspace is discarded: ``U = α · S N``.
+
+Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection", ICML 2024,
+arXiv:2403.03507.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lowrank.recovery.base import ResidualHandler, register_residual
+
+__all__ = ["DropResidual"]
+
+
+@register_residual("drop")
+@dataclass
+class DropResidual(ResidualHandler):
+    """Discard the gradient outside the subspace."""
+
+    def direction(
+        self,
+        grad: torch.Tensor,
+        basis: torch.Tensor,
+        projected: torch.Tensor,
+        normalized: torch.Tensor,
+        scale: float,
+        state: dict,
+    ) -> torch.Tensor:
+        return (basis @ normalized).mul_(scale)  # (d, k)

@@ -1,0 +1,120 @@
+"""Recovery scaling residual handler (Fira, used by SubTrack++).
+
+The residual ``E = g − S Sᵀ g`` (``d×k``) is added back to the update after a per-column rescaling
+that borrows Adam's adaptivity from the subspace. For each column ``j`` of the unprojected axis,
+
+    φ_j = ‖N_{:,j}‖ / ‖R_{:,j}‖      (0 where ‖R_{:,j}‖ = 0)
+    Ẽ   = c · E diag(φ)              (c = α with scale_residual, else 1)
+    U   = α S N + Ẽ
+
+and a norm-growth limiter keeps ``‖Ẽ_t‖ ≤ γ ‖Ẽ_{t−1}‖`` by rescaling ``Ẽ_t``. The limiter's memory
+is the last limited norm; a zero or non-finite norm does not overwrite it, so one all-zero gradient
+cannot pin the residual near zero afterwards.
+
+No third ``d·k·r`` product is needed. Since ``Ẽ = (g − S R) diag(φ)``,
+
+    U = S (α N − R diag(φ)) + g diag(φ)
+
+and, because ``S R`` and ``g − S R`` are orthogonal column by column,
+``‖E_{:,j}‖² = ‖g_{:,j}‖² − ‖R_{:,j}‖²``. When the residual holds less than 0.1% of the gradient's
+energy that difference loses its float32 precision, and ``E`` is formed explicitly instead.
+
+Chen et al., "Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank Constraint?",
+arXiv:2410.01623. Fira's paper multiplies the residual by α too, its code does not; the
+``scale_residual`` option selects the paper's form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lowrank.recovery.base import ResidualHandler, register_residual
+
+__all__ = ["RecoveryScaling", "recovery_scaling_direction"]
+
+# Below this share of the gradient's energy, the residual's norm is computed from E itself.
+_EXPLICIT_RESIDUAL_SHARE = 1e-3
+
+
+def recovery_scaling_direction(
+    grad: torch.Tensor,
+    basis: torch.Tensor,
+    projected: torch.Tensor,
+    normalized: torch.Tensor,
+    scale: float,
+    previous_norm: torch.Tensor,
+    growth_limit: float,
+    scale_residual: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return the update ``U`` ``(d, k)``, the limiter's next memory and the column factors ``φ``.
+
+    ``previous_norm`` is the 0-d limiter memory ``‖Ẽ_{t−1}‖``; 0 means no previous step.
+    """
+    tiny = torch.finfo(torch.float32).tiny
+    projected_norms = projected.norm(dim=0)  # ‖R_j‖: (k,)
+    normalized_norms = normalized.norm(dim=0)  # ‖N_j‖: (k,)
+    factors = torch.where(
+        projected_norms > 0, normalized_norms / projected_norms.clamp_min(tiny), torch.zeros_like(projected_norms)
+    )  # φ: (k,)
+    if scale_residual:
+        factors = factors * scale
+
+    column_energy = grad.square().sum(dim=0)  # ‖g_j‖²: (k,)
+    residual_energy = (column_energy - projected_norms.square()).clamp_min_(0.0)  # ‖E_j‖²: (k,)
+    # NOTE: this comparison synchronizes with the device once per parameter and step.
+    if residual_energy.sum() < _EXPLICIT_RESIDUAL_SHARE * column_energy.sum():
+        residual_energy = (grad - basis @ projected).square().sum(dim=0)
+
+    norm = (factors.square() * residual_energy).sum().sqrt()  # ‖Ẽ_t‖ before limiting
+    limited = (previous_norm > 0) & (norm > growth_limit * previous_norm)
+    limiter = torch.where(limited, growth_limit * previous_norm / norm.clamp_min(tiny), torch.ones_like(norm))
+    factors = factors * limiter
+    limited_norm = norm * limiter
+    keep_previous = ~torch.isfinite(limited_norm) | (limited_norm <= 0)
+    next_norm = torch.where(keep_previous, previous_norm, limited_norm)
+
+    update = basis @ (normalized * scale - projected * factors)  # (d, k)
+    update.addcmul_(grad, factors)
+    return update, next_norm, factors
+
+
+@register_residual("recovery_scaling")
+@dataclass
+class RecoveryScaling(ResidualHandler):
+    """Add back the out-of-subspace gradient, scaled per column like Adam's update (Fira)."""
+
+    growth_limit: float = 1.01
+    """γ of the norm-growth limiter: the residual's norm may grow by at most this factor per step."""
+    scale_residual: bool = False
+    """Multiply the residual by the group's ``scale`` α as well (Fira's paper); off in Fira's code."""
+
+    def __post_init__(self):
+        if not self.growth_limit >= 1.0:
+            raise ValueError(f"growth_limit must be at least 1.0, got {self.growth_limit}")
+
+    def init_state(self, state: dict, grad: torch.Tensor) -> None:
+        state["residual_norm"] = torch.zeros((), dtype=torch.float32, device=grad.device)
+
+    def direction(
+        self,
+        grad: torch.Tensor,
+        basis: torch.Tensor,
+        projected: torch.Tensor,
+        normalized: torch.Tensor,
+        scale: float,
+        state: dict,
+    ) -> torch.Tensor:
+        update, next_norm, _ = recovery_scaling_direction(
+            grad,
+            basis,
+            projected,
+            normalized,
+            scale,
+            state["residual_norm"],
+            self.growth_limit,
+            self.scale_residual,
+        )
+        state["residual_norm"] = next_norm
+        return update
