@@ -65,6 +65,16 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> type[T]:
+        """Remove ``name`` and return its class, so that the name can be registered again.
+
+        Raises:
+            KeyError: naming ``name`` and listing every registered name.
+        """
+        cls = self.get(name)
+        del self._classes[name]
+        return cls
+
     def get(self, name: str) -> type[T]:
         """Return the class registered as ``name``.
 
