@@ -11,6 +11,7 @@ the gradient outside the subspace. Each family is a registry that user code can 
 
 from lowrank.build import build_optimizer, load_optimizer_config, select_parameters
 from lowrank.config import ConfigError
+from lowrank.layerwise import LayerwiseUpdate
 from lowrank.optim_config import GroupConfig, OptimizerConfig
 from lowrank.optimizers import (
     LowRankAdamW,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "GroupConfig",
+    "LayerwiseUpdate",
     "LowRankAdamW",
     "MomentTransport",
     "OptimizerConfig",

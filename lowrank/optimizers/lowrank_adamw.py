@@ -80,13 +80,15 @@ class LowRankAdamW(torch.optim.Optimizer):
         scale: α, the factor applied to the back-projected low-rank update (GaLore uses 0.25).
         tracker, transport, residual: A registered name, a mapping ``{"name": ..., **options}``,
             or an instance of a registered dataclass strategy.
-        stagger: Spread the refresh steps of a group's parameters evenly over the interval, so that
-            expensive refreshes do not all fall on one step.
+        stagger: Spread the refresh steps of a group's parameters over the interval (offsets from
+            the golden-ratio sequence of each parameter's index), so that expensive refreshes do
+            not all fall on one step.
         seed: Seed of random trackers; the basis depends on (seed, parameter index, refresh count).
         foreach: Passed to ``torch.optim.AdamW``'s kernel for dense groups.
 
-    Each group may also carry ``names``, a list of parameter names used in messages and hooks, and
-    ``label``, the group's name in logs.
+    Each group may also carry ``names``, a list of parameter names used in messages and hooks;
+    ``param_indices``, the parameters' global indices (for an optimizer that holds a shard of a
+    larger parameter list: seeds and stagger offsets follow them); and ``label``, its name in logs.
 
     State per low-rank parameter (tensors and numbers only): ``step`` (updates applied),
     ``moment_step`` (updates absorbed by the moments, for bias correction; a reset transport
@@ -128,10 +130,12 @@ class LowRankAdamW(torch.optim.Optimizer):
             seed=seed,
             foreach=foreach,
             names=None,
+            param_indices=None,
             label=None,
         )
         self._strategies: dict[str, Any] = {}
         self._param_positions: dict[torch.Tensor, int] | None = None
+        self._groups_by_param: dict[torch.Tensor, dict] | None = None
         self._refresh_hooks: list[Callable[[RefreshInfo], None]] = []
         super().__init__(params, defaults)
 
@@ -153,6 +157,7 @@ class LowRankAdamW(torch.optim.Optimizer):
         for key in _STRATEGY_KEYS:
             self._strategy(group, key)  # builds it now, so bad options fail at construction
         self._param_positions = None
+        self._groups_by_param = None
 
     def _strategy(self, group: dict, key: str) -> Any:
         options = group[f"{key}_options"]
@@ -161,11 +166,23 @@ class LowRankAdamW(torch.optim.Optimizer):
             self._strategies[cache_key] = _REGISTRIES[key].build(group[key], options, path=key)
         return self._strategies[cache_key]
 
-    def _position(self, param: torch.Tensor) -> int:
+    def _position(self, group: dict, param: torch.Tensor) -> int:
+        """Return the parameter's index among all parameters, or the one its group assigns."""
+        indices = group.get("param_indices")
+        if indices is not None:
+            return indices[_index_in(group["params"], param)]
         if self._param_positions is None:
-            params = [p for group in self.param_groups for p in group["params"]]
+            params = [p for g in self.param_groups for p in g["params"]]
             self._param_positions = {p: i for i, p in enumerate(params)}
         return self._param_positions[param]
+
+    def _group_of(self, param: torch.Tensor) -> dict:
+        if self._groups_by_param is None:
+            self._groups_by_param = {p: group for group in self.param_groups for p in group["params"]}
+        try:
+            return self._groups_by_param[param]
+        except KeyError:
+            raise KeyError(f"parameter of shape {tuple(param.shape)} is not managed by this optimizer") from None
 
     def register_refresh_hook(self, hook: Callable[[RefreshInfo], None]) -> Callable[[], None]:
         """Call ``hook(info)`` after every basis choice of a low-rank parameter; return a remover.
@@ -197,11 +214,25 @@ class LowRankAdamW(torch.optim.Optimizer):
                 self._lowrank_step(group)
         return loss
 
+    def step_parameter(self, param: torch.Tensor) -> None:
+        """Perform one optimizer update on ``param`` alone (the layer-wise mode calls this).
+
+        The update equals the one :meth:`step` would apply to this parameter.
+        """
+        group = self._group_of(param)
+        if param.grad is None:
+            return
+        if group["rank"] is None:
+            self._dense_update(group, [param])
+        else:
+            self._lowrank_update(group, param)
+
     def _dense_step(self, group: dict) -> None:
-        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-        for param in group["params"]:
-            if param.grad is None:
-                continue
+        self._dense_update(group, [param for param in group["params"] if param.grad is not None])
+
+    def _dense_update(self, group: dict, params: list[torch.Tensor]) -> None:
+        grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+        for param in params:
             if param.grad.is_sparse:
                 raise RuntimeError("LowRankAdamW does not support sparse gradients")
             state = self.state[param]
@@ -209,7 +240,6 @@ class LowRankAdamW(torch.optim.Optimizer):
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            params.append(param)
             grads.append(param.grad)
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
@@ -236,40 +266,38 @@ class LowRankAdamW(torch.optim.Optimizer):
         )
 
     def _lowrank_step(self, group: dict) -> None:
+        for param in group["params"]:
+            if param.grad is not None:
+                self._lowrank_update(group, param)
+
+    def _lowrank_update(self, group: dict, param: torch.Tensor) -> None:
+        if param.grad.is_sparse:
+            raise RuntimeError("LowRankAdamW does not support sparse gradients")
         tracker: Tracker = self._strategy(group, "tracker")
         transport: MomentTransport = self._strategy(group, "transport")
         residual: ResidualHandler = self._strategy(group, "residual")
-        count = len(group["params"])
 
-        for position, param in enumerate(group["params"]):
-            if param.grad is None:
-                continue
-            if param.grad.is_sparse:
-                raise RuntimeError("LowRankAdamW does not support sparse gradients")
+        state = self.state[param]
+        if not state:
+            self._init_lowrank_state(group, param, residual)
+        grad = param.grad.float()
+        if state["transposed"]:
+            grad = grad.T  # (d, k)
 
-            state = self.state[param]
-            if not state:
-                self._init_lowrank_state(group, param, position, count, residual)
-            grad = param.grad.float()
-            if state["transposed"]:
-                grad = grad.T  # (d, k)
+        projected = self._update_basis(group, param, state, grad, tracker, transport)
+        if projected is None:
+            projected = state["basis"].T @ grad  # R: (r, k)
+        normalized = self._adam_in_subspace(group, state, projected)  # N: (r, k)
+        update = residual.direction(grad, state["basis"], projected, normalized, group["scale"], state)
+        if state["transposed"]:
+            update = update.T  # back to the weight's (m, n)
 
-            projected = self._update_basis(group, param, state, grad, tracker, transport)
-            if projected is None:
-                projected = state["basis"].T @ grad  # R: (r, k)
-            normalized = self._adam_in_subspace(group, state, projected)  # N: (r, k)
-            update = residual.direction(grad, state["basis"], projected, normalized, group["scale"], state)
-            if state["transposed"]:
-                update = update.T  # back to the weight's (m, n)
+        if group["weight_decay"] != 0:
+            param.mul_(1.0 - group["lr"] * group["weight_decay"])
+        param.add_(update.to(param.dtype), alpha=-group["lr"])
+        state["step"] += 1
 
-            if group["weight_decay"] != 0:
-                param.mul_(1.0 - group["lr"] * group["weight_decay"])
-            param.add_(update.to(param.dtype), alpha=-group["lr"])
-            state["step"] += 1
-
-    def _init_lowrank_state(
-        self, group: dict, param: torch.Tensor, position: int, count: int, residual: ResidualHandler
-    ) -> None:
+    def _init_lowrank_state(self, group: dict, param: torch.Tensor, residual: ResidualHandler) -> None:
         rows, cols = param.shape
         transposed = rows >= cols
         d, k = (cols, rows) if transposed else (rows, cols)
@@ -280,8 +308,8 @@ class LowRankAdamW(torch.optim.Optimizer):
         state["step"] = 0
         state["moment_step"] = 0
         state["refresh_count"] = 0
-        state["refresh_offset"] = (position * interval) // count if group["stagger"] else 0
-        state["param_index"] = self._position(param)
+        state["param_index"] = self._position(group, param)
+        state["refresh_offset"] = _stagger_offset(state["param_index"], interval) if group["stagger"] else 0
         state["transposed"] = transposed
         state["exp_avg"] = torch.zeros((rank, k), dtype=torch.float32, device=param.device)
         state["exp_avg_sq"] = torch.zeros((rank, k), dtype=torch.float32, device=param.device)
@@ -411,6 +439,7 @@ class LowRankAdamW(torch.optim.Optimizer):
             for name, value in tensors.items():
                 self.state[param][name] = value.to(device=param.device, dtype=torch.float32)
         self._param_positions = None
+        self._groups_by_param = None
 
 
 def _normalize_strategy(key: str, spec: Any, options: dict | None) -> tuple[str, dict]:
@@ -463,8 +492,17 @@ def _validate_group(group: dict) -> None:
     names = group.get("names") or [None] * len(group["params"])
     if len(names) != len(group["params"]):
         raise ValueError(f"group has {len(group['params'])} parameters but {len(names)} names")
+    indices = group.get("param_indices")
+    if indices is not None and len(indices) != len(group["params"]):
+        raise ValueError(f"group has {len(group['params'])} parameters but {len(indices)} param_indices")
     for index, (param, name) in enumerate(zip(group["params"], names)):
         label = repr(name) if name else f"at position {index} of its group"
+        if _is_sharded(param):
+            raise ValueError(
+                f"parameter {label} is a sharded DTensor (FSDP2 fully_shard): a low-rank projection needs "
+                "the whole gradient matrix, and projecting one shard would be silently wrong; train with "
+                "DDP, optionally with ZeroRedundancyOptimizer to shard the optimizer state"
+            )
         if param.dim() != 2:
             raise ValueError(
                 f"parameter {label} has shape {tuple(param.shape)}: only 2-D parameters can be low-rank; "
@@ -477,6 +515,14 @@ def _validate_group(group: dict) -> None:
             )
 
 
+def _is_sharded(param: torch.Tensor) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch built without distributed support
+        return False
+    return isinstance(param, DTensor)
+
+
 def _check_basis(basis: Any, grad: torch.Tensor, rank: int, tracker: Tracker) -> torch.Tensor:
     expected = (grad.shape[0], rank)
     if not isinstance(basis, torch.Tensor) or tuple(basis.shape) != expected or basis.dtype != torch.float32:
@@ -486,6 +532,23 @@ def _check_basis(basis: Any, grad: torch.Tensor, rank: int, tracker: Tracker) ->
             f"expected a float32 tensor of shape {expected}"
         )
     return basis
+
+
+def _stagger_offset(param_index: int, interval: int) -> int:
+    """Spread refresh offsets over ``[0, interval)`` by the golden-ratio sequence of the index.
+
+    The offset depends on the parameter's global index only, so a sharded optimizer that holds a
+    subset of the parameters staggers them exactly as the unsharded one does.
+    """
+    golden = (math.sqrt(5.0) - 1.0) / 2.0
+    return int(((param_index * golden) % 1.0) * interval)
+
+
+def _index_in(params: list[torch.Tensor], param: torch.Tensor) -> int:
+    for index, candidate in enumerate(params):
+        if candidate is param:
+            return index
+    raise KeyError("the parameter is not in this group")
 
 
 def _param_name(group: dict, param: torch.Tensor, state: dict) -> str:
