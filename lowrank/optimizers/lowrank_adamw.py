@@ -45,7 +45,7 @@ class RefreshInfo:
     """What a refresh hook receives: one parameter's basis change, with the tensors the step had.
 
     Attributes:
-        name: The parameter's name, or ``"param<index>"`` when the group has no names.
+        name: The parameter's name, or ``"param<index>"`` when its group gave no names.
         param_index: Position of the parameter among all parameters of the optimizer.
         step: The parameter's optimizer update count at the refresh.
         old_basis: ``(d, r)`` basis before the refresh, or ``None`` for the first basis.
@@ -129,12 +129,12 @@ class LowRankAdamW(torch.optim.Optimizer):
             stagger=stagger,
             seed=seed,
             foreach=foreach,
-            names=None,
-            param_indices=None,
             label=None,
         )
         self._strategies: dict[str, Any] = {}
         self._param_positions: dict[torch.Tensor, int] | None = None
+        self._names: dict[torch.Tensor, str] = {}
+        self._indices: dict[torch.Tensor, int] = {}
         self._groups_by_param: dict[torch.Tensor, dict] | None = None
         self._refresh_hooks: list[Callable[[RefreshInfo], None]] = []
         super().__init__(params, defaults)
@@ -154,6 +154,15 @@ class LowRankAdamW(torch.optim.Optimizer):
 
         group = self.param_groups[-1]
         _validate_group(group)
+        # Per-parameter metadata lives on the optimizer, not in the group, so that wrappers which
+        # split a group's parameters (ZeroRedundancyOptimizer) cannot pair it with the wrong ones.
+        names = group.pop("names", None)
+        indices = group.pop("param_indices", None)
+        for position, param in enumerate(group["params"]):
+            if names:
+                self._names[param] = names[position]
+            if indices is not None:
+                self._indices[param] = indices[position]
         for key in _STRATEGY_KEYS:
             self._strategy(group, key)  # builds it now, so bad options fail at construction
         self._param_positions = None
@@ -166,11 +175,14 @@ class LowRankAdamW(torch.optim.Optimizer):
             self._strategies[cache_key] = _REGISTRIES[key].build(group[key], options, path=key)
         return self._strategies[cache_key]
 
-    def _position(self, group: dict, param: torch.Tensor) -> int:
-        """Return the parameter's index among all parameters, or the one its group assigns."""
-        indices = group.get("param_indices")
-        if indices is not None:
-            return indices[_index_in(group["params"], param)]
+    def param_name(self, param: torch.Tensor) -> str:
+        """Return the name given to ``param`` in its group's ``names``, or ``param<index>``."""
+        return self._names.get(param) or f"param{self._position(param)}"
+
+    def _position(self, param: torch.Tensor) -> int:
+        """Return the parameter's global index: the one its group assigned, else its position."""
+        if param in self._indices:
+            return self._indices[param]
         if self._param_positions is None:
             params = [p for g in self.param_groups for p in g["params"]]
             self._param_positions = {p: i for i, p in enumerate(params)}
@@ -308,7 +320,7 @@ class LowRankAdamW(torch.optim.Optimizer):
         state["step"] = 0
         state["moment_step"] = 0
         state["refresh_count"] = 0
-        state["param_index"] = self._position(group, param)
+        state["param_index"] = self._position(param)
         state["refresh_offset"] = _stagger_offset(state["param_index"], interval) if group["stagger"] else 0
         state["transposed"] = transposed
         state["exp_avg"] = torch.zeros((rank, k), dtype=torch.float32, device=param.device)
@@ -346,7 +358,7 @@ class LowRankAdamW(torch.optim.Optimizer):
 
         if not finite:
             skipped = True
-            name = _param_name(group, param, state)
+            name = self.param_name(param)
             if first:
                 logger.warning("non-finite gradient for %s at its first step; starting from a random basis", name)
                 seed = seed_for(group["seed"], state["param_index"], -1)
@@ -377,7 +389,7 @@ class LowRankAdamW(torch.optim.Optimizer):
             if projected is None:
                 projected = new_basis.T @ grad
             info = RefreshInfo(
-                name=_param_name(group, param, state),
+                name=self.param_name(param),
                 param_index=state["param_index"],
                 step=step,
                 old_basis=old_basis,
@@ -542,19 +554,3 @@ def _stagger_offset(param_index: int, interval: int) -> int:
     """
     golden = (math.sqrt(5.0) - 1.0) / 2.0
     return int(((param_index * golden) % 1.0) * interval)
-
-
-def _index_in(params: list[torch.Tensor], param: torch.Tensor) -> int:
-    for index, candidate in enumerate(params):
-        if candidate is param:
-            return index
-    raise KeyError("the parameter is not in this group")
-
-
-def _param_name(group: dict, param: torch.Tensor, state: dict) -> str:
-    names = group.get("names")
-    if names:
-        for candidate, name in zip(group["params"], names):
-            if candidate is param:
-                return name
-    return f"param{state['param_index']}"

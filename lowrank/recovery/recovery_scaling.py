@@ -112,7 +112,8 @@ class RecoveryScaling(ResidualHandler):
             projected,
             normalized,
             scale,
-            state["residual_norm"],
+            # ZeroRedundancyOptimizer.load_state_dict moves 0-d state tensors to the CPU.
+            state["residual_norm"].to(grad.device),
             self.growth_limit,
             self.scale_residual,
         )
