@@ -45,6 +45,7 @@ class RefreshInfo:
     """What a refresh hook receives: one parameter's basis change, with the tensors the step had.
 
     Attributes:
+        param: The parameter itself (its optimizer state is ``optimizer.state[param]``).
         name: The parameter's name, or ``"param<index>"`` when its group gave no names.
         param_index: Position of the parameter among all parameters of the optimizer.
         step: The parameter's optimizer update count at the refresh.
@@ -57,7 +58,7 @@ class RefreshInfo:
         skipped: True when the gradient was non-finite and the old basis was kept.
     """
 
-    __slots__ = ("name", "param_index", "step", "old_basis", "new_basis", "grad", "projected", "seconds", "skipped")
+    __slots__ = ("param", "name", "param_index", "step", "old_basis", "new_basis", "grad", "projected", "seconds", "skipped")
 
     def __init__(self, **values: Any):
         for key in self.__slots__:
@@ -389,6 +390,7 @@ class LowRankAdamW(torch.optim.Optimizer):
             if projected is None:
                 projected = new_basis.T @ grad
             info = RefreshInfo(
+                param=param,
                 name=self.param_name(param),
                 param_index=state["param_index"],
                 step=step,

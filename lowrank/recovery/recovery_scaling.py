@@ -96,6 +96,7 @@ class RecoveryScaling(ResidualHandler):
 
     def init_state(self, state: dict, grad: torch.Tensor) -> None:
         state["residual_norm"] = torch.zeros((), dtype=torch.float32, device=grad.device)
+        state["residual_scale"] = torch.zeros((), dtype=torch.float32, device=grad.device)
 
     def direction(
         self,
@@ -106,7 +107,7 @@ class RecoveryScaling(ResidualHandler):
         scale: float,
         state: dict,
     ) -> torch.Tensor:
-        update, next_norm, _ = recovery_scaling_direction(
+        update, next_norm, factors = recovery_scaling_direction(
             grad,
             basis,
             projected,
@@ -118,4 +119,5 @@ class RecoveryScaling(ResidualHandler):
             self.scale_residual,
         )
         state["residual_norm"] = next_norm
+        state["residual_scale"] = factors.mean()  # for diagnostics: the mean φ after limiting
         return update
