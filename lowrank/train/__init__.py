@@ -1,0 +1,1 @@
+"""Pre-training of LLaMA models with any optimizer composition (used by ``train.py``)."""
