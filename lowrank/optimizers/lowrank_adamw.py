@@ -1,19 +1,39 @@
-"""AdamW with low-rank gradient projection, composed from a tracker, a transport and a residual handler.
+r"""AdamW with low-rank gradient projection, composed from a tracker, a transport and a residual handler.
 
-For a low-rank weight ``W`` (``m×n``), let ``g`` be its float32 gradient oriented so the projected
-axis comes first (``g = G`` if ``m < n``, else ``g = Gᵀ``; ``d = min(m, n)``, ``k = max(m, n)``).
-At optimizer update ``t`` (counted per parameter, in optimizer updates):
+For a low-rank weight $W \in \mathbb{R}^{m \times n}$, let $g$ be its float32 gradient oriented so
+that the projected axis comes first: $g = G$ if $m < n$, else $g = G^\top$. Then
+$g \in \mathbb{R}^{d \times k}$ with $d = \min(m, n)$ and $k = \max(m, n)$, and the basis
+$S \in \mathbb{R}^{d \times r}$ has orthonormal columns. At optimizer update $t$ of a parameter
+(counted in optimizer updates, never in micro-batches):
 
-    if t == 0:                 S = tracker.init(g)
-    elif t is a refresh step:  S_new = tracker.update(S, g); transport(m, v, S, S_new); S = S_new
-    R = Sᵀ g                                               (r×k)
-    m ← β1 m + (1 − β1) R,   v ← β2 v + (1 − β2) R²
-    N = (m / bc1) / (√(v / bc2) + ε)
-    U = residual.direction(g, S, R, N, α)                  (α S N plus the residual term)
-    W ← W − lr·wd·W,   W ← W − lr·U
+1. Choose the basis. At $t = 0$, $S = \operatorname{tracker.init}(g)$. At a refresh step,
+   $S_\text{new} = \operatorname{tracker.update}(S, g)$, and the transport carries the moments $m$
+   and $v$ from $S$ to $S_\text{new}$ in this same step, before they absorb $g$.
+2. Project: $R = S^\top g \in \mathbb{R}^{r \times k}$.
+3. Run Adam in the subspace, with $\tau$ the number of updates the moments have absorbed, this one
+   included (a reset transport restarts the count):
 
-Refresh steps are ``t ≡ offset (mod update_interval)`` with ``t > 0``; the offset is 0 unless the
-group staggers refreshes across its parameters. Dense groups (``rank: None``) take exactly
+    $$
+    \begin{aligned}
+    m &\leftarrow \beta_1 m + (1 - \beta_1) R \\
+    v &\leftarrow \beta_2 v + (1 - \beta_2) R^{2} \\
+    N &= \frac{m / (1 - \beta_1^{\tau})}{\sqrt{v / (1 - \beta_2^{\tau})} + \epsilon}
+    \end{aligned}
+    $$
+
+4. Project back: $U = \operatorname{residual.direction}(g, S, R, N, \alpha)$, which is
+   $\alpha S N$ plus the residual handler's term for the part of $g$ outside the subspace
+   ($\alpha$ is the group's ``scale``).
+5. Apply decoupled weight decay to the old weight, then the update, with $\eta$ the learning rate,
+   $\lambda$ the weight decay and $U$ transposed back for a right projection:
+
+    $$
+    W \leftarrow W - \eta \lambda W, \qquad W \leftarrow W - \eta U
+    $$
+
+Squares and divisions of $R$, $m$ and $v$ are element-wise. Refresh steps are the $t > 0$ with
+$t \equiv \text{offset} \pmod{\text{update\_interval}}$; the offset is 0 unless the group staggers
+refreshes across its parameters. Dense groups (``rank: None``) take exactly
 ``torch.optim.AdamW``'s update, through its own functional kernel.
 """
 
@@ -79,8 +99,10 @@ class LowRankAdamW(torch.optim.Optimizer):
         update_interval: Optimizer updates between two basis refreshes (GaLore's
             ``update_proj_gap``, SubTrack's ``subspace_update_interval``).
         scale: α, the factor applied to the back-projected low-rank update (GaLore uses 0.25).
-        tracker, transport, residual: A registered name, a mapping ``{"name": ..., **options}``,
+        tracker: The subspace tracker: a registered name, a mapping ``{"name": ..., **options}``,
             or an instance of a registered dataclass strategy.
+        transport: The moment transport, given in any of the forms of ``tracker``.
+        residual: The residual handler, given in any of the forms of ``tracker``.
         stagger: Spread the refresh steps of a group's parameters over the interval (offsets from
             the golden-ratio sequence of each parameter's index), so that expensive refreshes do
             not all fall on one step.
