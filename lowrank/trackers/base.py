@@ -1,8 +1,9 @@
-"""The contract of a subspace tracker.
+r"""The contract of a subspace tracker.
 
-A tracker chooses the orthonormal basis ``S`` (``d×r``) of the subspace that a weight's gradient
-is projected onto. Gradients reach it already oriented so that the projected axis comes first:
-``grad`` is ``d×k`` with ``d = min(m, n)``, whatever the weight's own layout.
+A tracker chooses the basis $S \in \mathbb{R}^{d \times r}$, with orthonormal columns, of the
+subspace that a weight's gradient is projected onto. Gradients reach it already oriented so that the
+projected axis comes first: ``grad`` is $d \times k$ with $d = \min(m, n)$, whatever the weight's
+own layout.
 """
 
 from __future__ import annotations

@@ -1,10 +1,16 @@
-"""Random tracker (GoLore, Flora).
+r"""Random tracker (GoLore, Flora).
 
-At each refresh the basis is the Q factor of a ``d×r`` standard Gaussian matrix, with the signs
-of ``R``'s diagonal folded into ``Q`` so that the basis is uniformly (Haar) distributed. The draw
-is seeded from (group seed, parameter index, refresh count) on a CPU generator, so every
+At each refresh the basis is the Q factor of a $d \times r$ standard Gaussian matrix $Z$, with the
+signs of the diagonal of the triangular factor $T$ folded into $Q$ so that the basis is uniformly
+(Haar) distributed:
+
+$$
+Z = Q T, \qquad S = Q \operatorname{diag}\big(\operatorname{sign} T_{11}, \dots, \operatorname{sign} T_{rr}\big)
+$$
+
+The draw is seeded from (group seed, parameter index, refresh count) on a CPU generator, so every
 data-parallel rank, every device and every resumed run draws the same basis. A refresh costs
-``O(d·r²)`` and never reads the gradient.
+$O(d r^2)$ and never reads the gradient.
 
 Zhao et al., "GoLore: Understanding the convergence of gradient low-rank projection",
 arXiv:2410.11289; Hao et al., "Flora: Low-Rank Adapters Are Secretly Gradient Compressors",

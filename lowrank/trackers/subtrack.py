@@ -1,21 +1,29 @@
-"""Grassmannian subspace tracker (SubTrack++).
+r"""Grassmannian subspace tracker (SubTrack++).
 
-The basis ``S`` (``d×r``) is a point on the Grassmannian. Each refresh takes one geodesic step that
-decreases the projection error ``F(S) = ‖g − S Sᵀ g‖²`` of the current gradient ``g`` (``d×k``):
+The basis $S \in \mathbb{R}^{d \times r}$ is a point on the Grassmannian. Each refresh takes one
+geodesic step that decreases the projection error $F(S) = \lVert g - S S^\top g \rVert^2$ of the
+current gradient $g \in \mathbb{R}^{d \times k}$, with step size $\eta$ (``step_size``) and
+largest angle $\theta_\text{max}$ (``max_angle``):
 
-    A   = Sᵀ g                                   (r×k)
-    ∇F  = −2 (g − S A) Aᵀ = −2 (g Aᵀ − S (A Aᵀ))  (d×r)
-    Δ   = ∇F − S (Sᵀ ∇F)                          tangent part
-    σ u vᵀ ≈ top singular triplet of Δ            power iteration on the r×r Gram matrix ΔᵀΔ
-    θ   = min(η σ, max_angle)
-    S'  = (S v cos θ − u sin θ) vᵀ + S (I − v vᵀ)
+$$
+\begin{aligned}
+A &= S^\top g && (r \times k) \\
+\nabla F &= -2 (g - S A) A^\top = -2 \big(g A^\top - S (A A^\top)\big) && (d \times r) \\
+\Delta &= \nabla F - S (S^\top \nabla F) && \text{tangent part} \\
+\sigma u v^\top &\approx \text{top singular triplet of } \Delta && \text{power iteration on } \Delta^\top \Delta \\
+\theta &= \min(\eta \sigma, \theta_\text{max}) \\
+S' &= (S v \cos\theta - u \sin\theta) v^\top + S (I - v v^\top)
+\end{aligned}
+$$
 
-A refresh costs ``O(d·k·r)``, the order of one projection, and never forms a ``d×d`` matrix. The
-gradient projected onto the new basis comes with it at the price of one ``d·k`` product, because
-``S' − S`` has rank one: ``S'ᵀ g = A + v ((cos θ − 1) vᵀA − sin θ uᵀg)``.
+The power iteration runs on the $r \times r$ matrix $\Delta^\top \Delta$. A refresh costs
+$O(d k r)$, the order of one projection, and never forms a $d \times d$ matrix.
+The gradient projected onto the new basis comes with it at the price of one $d \cdot k$ product,
+because $S' - S$ has rank one: $S'^\top g = A + v \big((\cos\theta - 1) v^\top A - \sin\theta\, u^\top g\big)$.
 
-The first basis is the SVD basis, as in the paper. In exact arithmetic ``S'`` stays orthonormal;
-when float error makes ``‖S'ᵀS' − I‖`` exceed the tolerance, the basis is re-orthonormalized by QR.
+The first basis is the SVD basis, as in the paper. In exact arithmetic $S'$ stays orthonormal;
+when float error makes $\max \lvert S'^\top S' - I \rvert$ exceed the tolerance, the basis is
+re-orthonormalized by QR.
 
 Rajabi, Nonta, Rambhatla, "SubTrack++: Gradient Subspace Tracking for Scalable LLM Training",
 NeurIPS 2025, arXiv:2502.01586.

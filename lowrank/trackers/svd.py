@@ -1,7 +1,12 @@
-"""SVD tracker (GaLore).
+r"""SVD tracker (GaLore).
 
-At each refresh the basis is the top-``r`` left singular subspace of the oriented gradient ``g``:
-``S = U[:, :r]`` with ``g = U Σ Vᵀ``. Each refresh costs ``O(d²k)``.
+At each refresh the basis is the top-$r$ left singular subspace of the oriented gradient $g$:
+
+$$
+g = U \Sigma V^\top, \qquad S = U_{:,\,1:r}
+$$
+
+Each refresh costs $O(d^2 k)$.
 
 Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection", ICML 2024,
 arXiv:2403.03507.
