@@ -1,6 +1,6 @@
-"""Keep transport (GaLore).
+r"""Keep transport (GaLore).
 
-The moments are left unchanged and read in the new basis: ``m' = m``, ``v' = v``. This is what
+The moments are left unchanged and read in the new basis: $m' = m$, $v' = v$. This is what
 GaLore does; it is exact only when the basis does not move.
 
 Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection", ICML 2024,

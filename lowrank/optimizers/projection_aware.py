@@ -1,16 +1,21 @@
-"""Projection-aware transport (SubTrack++, after LDAdam).
+r"""Projection-aware transport (SubTrack++, after LDAdam).
 
-With ``C = S_newᵀ S_old`` (``r×r``) and the bias-corrected moments ``m̂ = m / bc1``,
-``v̂ = v / bc2`` of the ``t`` updates absorbed so far:
+With the change of basis $C = S_\text{new}^\top S_\text{old}$ ($r \times r$) and the bias-corrected
+moments of the $\tau$ updates absorbed so far, $\hat m = m / (1 - \beta_1^\tau)$ and
+$\hat v = v / (1 - \beta_2^\tau)$:
 
-    m' = C m
-    v' = bc2 · | (C∘C)(v̂ − m̂²) + (C m̂)² |
+$$
+\begin{aligned}
+m' &= C m \\
+v' &= (1 - \beta_2^\tau) \, \big\lvert (C \circ C)(\hat v - \hat m^2) + (C \hat m)^2 \big\rvert
+\end{aligned}
+$$
 
-where ``C∘C`` is the element-wise square of ``C`` used as a matrix and squares of moments are
-element-wise. The first moment rotates with the basis. The second moment is split into a variance
-part, mapped with the squared coefficients as for independent coordinates, and a squared-mean part,
-rotated exactly. When the basis does not move (``S_new`` equal to ``S_old``), both moments are left
-bit-identical.
+where $C \circ C$ is the element-wise square of $C$ used as a matrix, and squares and the absolute
+value of moments are element-wise. The first moment rotates with the basis. The second moment is
+split into a variance part, mapped with the squared coefficients as for independent coordinates, and
+a squared-mean part, rotated exactly. When the basis does not move ($S_\text{new}$ equal to
+$S_\text{old}$), both moments are left bit-identical.
 
 Rajabi, Nonta, Rambhatla, "SubTrack++", NeurIPS 2025, arXiv:2502.01586; Robert et al., "LDAdam:
 Adaptive Optimization from Low-Dimensional Gradient Statistics", ICLR 2025, arXiv:2410.16103.

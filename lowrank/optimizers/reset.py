@@ -1,7 +1,7 @@
-"""Reset transport.
+r"""Reset transport.
 
-Both moments are zeroed at every basis change and the bias-correction count restarts, so the
-first update in the new basis is a plain sign-like Adam step: ``m' = 0``, ``v' = 0``, ``t' = 0``.
+Both moments are zeroed at every basis change and the bias-correction count $\tau$ restarts, so
+the first update in the new basis is a plain sign-like Adam step: $m' = 0$, $v' = 0$, $\tau' = 0$.
 """
 
 from __future__ import annotations
