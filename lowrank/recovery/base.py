@@ -1,8 +1,9 @@
-"""The contract of a residual handler.
+r"""The contract of a residual handler.
 
-After Adam runs in the subspace, a residual handler turns the normalized low-rank update ``N``
-(``r×k``) into the full update direction ``U`` (``d×k``) of the oriented weight. It decides what
-happens to the part of the gradient outside the subspace, ``E = g − S Sᵀ g``.
+After Adam runs in the subspace, a residual handler turns the normalized low-rank update
+$N \in \mathbb{R}^{r \times k}$ into the full update direction $U \in \mathbb{R}^{d \times k}$ of
+the oriented weight. It decides what happens to the part of the gradient outside the subspace,
+$E = g - S S^\top g$.
 """
 
 from __future__ import annotations

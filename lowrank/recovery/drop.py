@@ -1,6 +1,6 @@
-"""Drop residual handler (GaLore).
+r"""Drop residual handler (GaLore).
 
-The part of the gradient outside the subspace is discarded: ``U = α · S N``.
+The part of the gradient outside the subspace is discarded: $U = \alpha S N$.
 
 Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection", ICML 2024,
 arXiv:2403.03507.
