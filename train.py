@@ -1,0 +1,530 @@
+#!/usr/bin/env python
+"""Pre-train a LLaMA model with any optimizer composition, from a run YAML.
+
+    python train.py configs/quickstart.yaml
+    python train.py configs/quickstart.yaml --set train.max_steps=50 --set optimizer.lr=3e-3
+    python train.py configs/c4_llama_60m.yaml --device cuda
+    python train.py configs/quickstart.yaml --resume            # continue from the last checkpoint
+
+Everything lands in ``<log.output_dir>/<name>/``: ``config.yaml`` (the resolved configuration),
+``metrics.jsonl``, ``loss.png`` and ``checkpoints/``. Ctrl-C (or SIGTERM) finishes the current
+optimizer update, saves a checkpoint and exits.
+
+Exit status: 0 finished; 1 training failed (too many non-finite losses in a row); 2 invalid
+configuration or input, reported before training starts; 130 interrupted, checkpoint saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import resource
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+import lowrank
+from lowrank.config import ConfigError
+from lowrank.train.checkpoint import (
+    capture_rng_state,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from lowrank.train.config import RunConfig, load_run_config
+from lowrank.train.data import build_block_datasets, check_data_source, eval_batches, load_tokenizer, make_batches
+from lowrank.train.loss import NonFiniteLossError, compute_loss, evaluate
+from lowrank.train.metrics import MetricsLog, optimizer_state_bytes, plot_losses
+from lowrank.train.model import build_model, count_parameters
+from lowrank.train.schedule import build_scheduler
+
+logger = logging.getLogger("train")
+
+EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Pre-train a LLaMA model from a run YAML.")
+    parser.add_argument("config", help="run YAML, for example configs/quickstart.yaml")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a configuration value, e.g. --set train.max_steps=100 (repeatable; the value is YAML)",
+    )
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:<index> (default: the config's device, auto)")
+    parser.add_argument(
+        "--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+        help="continue from the run folder's last checkpoint, or from the given checkpoint file",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="start afresh in a run folder that already has checkpoints, deleting them and its metrics",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``train.py`` with ``argv`` and return its exit status; configuration errors print no traceback."""
+    args = parse_args(argv)
+    handler, console = setup_logging()
+    try:
+        # The progress bar draws on the same console as the log lines.
+        return train(args, console)
+    except ConfigError as error:
+        logger.error("%s", error)
+        return EXIT_CONFIG
+    except NonFiniteLossError as error:
+        logger.error("%s", error)
+        return EXIT_FAILED
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def setup_logging():
+    """Attach a console log handler to the root logger; return ``(handler, console)``."""
+    # Only rank 0 logs at INFO; other ranks (torchrun sets RANK) log warnings and errors.
+    # In a terminal, rich draws log lines above the live progress bar. Elsewhere (CI, pipes) lines
+    # stay plain, because rich would wrap them at 80 columns.
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console()
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, log_time_format="[%X]", markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
+    for noisy in ("datasets", "transformers", "filelock", "fsspec", "urllib3", "httpx", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler, console
+
+
+def train(args: argparse.Namespace, console) -> int:
+    # ------------------------------------------------------------------ configuration
+    # Every check that can fail runs before any training, so a typo costs seconds, not a run.
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
+    run = load_run_config(args.config, overrides)
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        raise ConfigError(
+            f"WORLD_SIZE={world_size}: multi-process training is not implemented yet; launch a single process"
+        )
+    is_main = int(os.environ.get("RANK", "0")) == 0
+
+    device = resolve_device(run.device)
+    precision = run.train.precision
+    if precision == "auto":
+        # bf16 weights on a GPU, as GaLore's LLaMA scripts use (--dtype bfloat16). float32 on the CPU.
+        precision = "bfloat16" if device.type == "cuda" else "float32"
+    param_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    autocast = (
+        (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+        if precision == "bf16-autocast"
+        else contextlib.nullcontext
+    )
+    if device.type == "cuda":
+        # TF32 matrix products keep float32's range with a 10-bit mantissa and use tensor cores.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    needs_eval = run.eval.batches > 0
+    check_data_source(run.data, needs_validation=needs_eval)
+    if run.data.seq_len > run.model.max_position_embeddings:
+        raise ConfigError(
+            f"data.seq_len {run.data.seq_len} exceeds model.max_position_embeddings "
+            f"{run.model.max_position_embeddings}; shorten the sequences or use a larger model config"
+        )
+
+    run_dir = Path(run.log.output_dir) / run.name
+    checkpoint_dir = run_dir / "checkpoints"
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    resume_path = find_resume_checkpoint(args, checkpoint_dir, run_dir, metrics)
+
+    # ------------------------------------------------------------------ tokenizer, model, optimizer
+    tokenizer = load_tokenizer(run.data.tokenizer)
+    vocab_size = run.model.vocab_size or len(tokenizer)
+    if len(tokenizer) > vocab_size:
+        logger.warning(
+            "the tokenizer has %d tokens but model.vocab_size is %d; a batch with a larger id stops the run",
+            len(tokenizer), vocab_size,
+        )
+
+    torch.manual_seed(run.seed)
+    with device:
+        model = build_model(run.model, vocab_size, eos_token_id=tokenizer.eos_token_id)
+    model.to(dtype=param_dtype)
+    model.train()
+    total_params, body_params = count_parameters(model)
+    logger.info(
+        "model: LLaMA with %.2fM parameters (%.2fM without embeddings), %s on %s",
+        total_params / 1e6, body_params / 1e6, precision, device,
+    )
+
+    # build_optimizer raises ConfigError for a pattern that matches nothing or a rank too large.
+    optimizer = lowrank.build_optimizer(model, run.optimizer, path="optimizer")
+    scheduler = build_scheduler(optimizer, run.train.max_steps, run.schedule)
+
+    # ------------------------------------------------------------------ data
+    logger.info("data: loading %s (tokenized blocks are cached after the first run)", describe_source(run))
+    train_blocks, validation_blocks = build_block_datasets(
+        run.data, tokenizer, seed=run.seed, with_validation=needs_eval
+    )
+    micro_batch_size = run.train.micro_batch_size or run.train.batch_size
+    accumulation = run.train.accumulation_steps
+    batches = make_batches(train_blocks, micro_batch_size, run.seed)
+    eval_set = eval_batches(validation_blocks, run.eval.batches, run.eval.batch_size or micro_batch_size) if needs_eval else []
+    tokens_per_update = run.train.batch_size * run.data.seq_len
+    logger.info(
+        "data: %s training blocks of %d tokens; %d sequences per update (%d micro-batches of %d); %d eval batches",
+        getattr(batches, "size", "streamed"), run.data.seq_len, run.train.batch_size,
+        accumulation, micro_batch_size, len(eval_set),
+    )
+
+    # ------------------------------------------------------------------ run folder and resume
+    step, tokens, elapsed_before = 0, 0, 0.0
+    if resume_path is not None:
+        checkpoint = load_checkpoint(resume_path)
+        warn_config_changes(checkpoint["config"], run.to_dict())
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        batches.load_state_dict(checkpoint["data"])
+        restore_rng_state(checkpoint["rng"])
+        step = checkpoint["step"]
+        tokens = checkpoint["progress"]["tokens"]
+        elapsed_before = checkpoint["progress"]["elapsed_s"]
+        metrics.truncate_after(step)
+        del checkpoint
+        logger.info("resumed from %s at step %d", resume_path, step)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(run.to_dict(), sort_keys=False), encoding="utf-8")
+
+    def state_for_checkpoint() -> dict:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "data": batches.state_dict(),
+            "rng": capture_rng_state(),
+            "config": run.to_dict(),
+            "progress": {"tokens": tokens, "elapsed_s": elapsed_before + (time.perf_counter() - started)},
+        }
+
+    def save(reason: str) -> None:
+        if is_main:
+            path = save_checkpoint(checkpoint_dir, step, state_for_checkpoint(), run.checkpoint.keep_last)
+            logger.info("checkpoint (%s): %s", reason, path)
+
+    def run_eval() -> dict:
+        result = evaluate(model, eval_set, device, autocast)
+        record = {
+            "kind": "eval", "step": step, "tokens": tokens, "loss": result["loss"],
+            "perplexity": result["perplexity"], "batches": result["batches"], "eval_tokens": result["tokens"],
+            "elapsed_s": elapsed_before + time.perf_counter() - started,
+        }
+        if is_main:
+            metrics.append(record)
+        logger.info(
+            "eval at step %d: loss %.4f, perplexity %.2f (%d batches, %d tokens)",
+            step, result["loss"], result["perplexity"], result["batches"], result["tokens"],
+        )
+        return result
+
+    # ------------------------------------------------------------------ training loop
+    stop = StopRequest()
+    started = time.perf_counter()
+    params = [param for param in model.parameters() if param.requires_grad]
+    max_norm = run.train.grad_clip if run.train.grad_clip > 0 else math.inf
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    nonfinite_in_a_row = 0
+    window = Window()
+    last_eval_step = step if resume_path is not None else -1
+
+    progress = make_progress(run, is_main, console)
+    with stop.installed(), progress:
+        task = progress.add_task("train", total=run.train.max_steps, completed=step, loss="-", lr="-", speed="-")
+        if needs_eval and resume_path is None:
+            run_eval()
+            last_eval_step = step
+        window.reset()
+
+        while step < run.train.max_steps:
+            if stop.requested:
+                save("interrupted")
+                logger.warning("interrupted at step %d; continue with --resume", step)
+                return EXIT_INTERRUPTED
+
+            # Accumulate gradients over micro-batches. Each micro-batch loss is divided by their
+            # count, so the summed gradient is the gradient of the mean loss over the whole batch.
+            loss_sum = torch.zeros((), device=device)
+            for _ in range(accumulation):
+                batch = batches.next_batch()
+                check_token_ids(batch, vocab_size)
+                batch = batch.to(device, non_blocking=True)
+                with autocast():
+                    loss = compute_loss(model, batch)
+                (loss / accumulation).backward()
+                loss_sum += loss.detach().float()
+            step_loss = loss_sum.item() / accumulation
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+
+            # A non-finite loss or gradient would poison the weights and the moments: skip the update.
+            if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+                optimizer.zero_grad(set_to_none=True)
+                nonfinite_in_a_row += 1
+                logger.warning(
+                    "step %d: non-finite loss %s or gradient norm %s; update skipped (%d in a row, limit %d)",
+                    step + 1, step_loss, grad_norm, nonfinite_in_a_row, run.train.max_nonfinite_in_a_row,
+                )
+                if is_main:
+                    metrics.append({"kind": "nonfinite", "step": step, "loss": step_loss, "grad_norm": grad_norm})
+                if nonfinite_in_a_row >= run.train.max_nonfinite_in_a_row:
+                    raise NonFiniteLossError(
+                        f"{nonfinite_in_a_row} updates in a row had a non-finite loss or gradient norm (last at "
+                        f"step {step + 1}); lower optimizer.lr, raise schedule.warmup_steps or set train.grad_clip, "
+                        f"then resume from the last checkpoint"
+                    )
+                continue
+            nonfinite_in_a_row = 0
+
+            # NOTE: on CUDA the timer synchronizes around every optimizer step, which costs a little
+            # throughput in exchange for a true per-step time.
+            synchronize()
+            step_started = time.perf_counter()
+            optimizer.step()
+            synchronize()
+            window.optimizer_seconds += time.perf_counter() - step_started
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens += tokens_per_update
+            window.add(step_loss, tokens_per_update)
+
+            if step % run.log.interval == 0 or step == run.train.max_steps:
+                record = window.record(step, tokens, optimizer, scheduler, grad_norm)
+                record.update(
+                    elapsed_s=elapsed_before + time.perf_counter() - started,
+                    epoch=batches.epoch,
+                    peak_memory_bytes=peak_memory_bytes(device),
+                    optimizer_state_bytes=optimizer_state_bytes(optimizer),
+                )
+                if is_main:
+                    metrics.append(record)
+                logger.info(
+                    "step %d/%d: loss %.4f, lr %.3g, grad norm %.3g, %.0f tokens/s, optimizer step %.1f ms",
+                    step, run.train.max_steps, record["loss"], record["lr"], grad_norm,
+                    record["tokens_per_s"], 1000 * record["optimizer_step_s"],
+                )
+                progress.update(
+                    task, loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", speed=f"{record['tokens_per_s']:,.0f}"
+                )
+                window.reset()
+            progress.update(task, completed=step)
+
+            if needs_eval and run.eval.interval and step % run.eval.interval == 0:
+                run_eval()
+                last_eval_step = step
+                window.reset()
+            if run.checkpoint.interval and step % run.checkpoint.interval == 0 and step < run.train.max_steps:
+                save("periodic")
+                window.reset()
+
+    # ------------------------------------------------------------------ the end
+    if needs_eval and last_eval_step != step:
+        run_eval()
+    if not list_checkpoints(checkpoint_dir) or list_checkpoints(checkpoint_dir)[-1][0] != step:
+        save("final")
+    if is_main and run.log.plot and metrics.path.is_file():
+        image = plot_losses(metrics.path, run_dir / "loss.png", title=f"{run.name}: {describe_optimizer(run)}")
+        logger.info("loss plot: %s", image)
+    wall = elapsed_before + time.perf_counter() - started
+    logger.info("done: %d steps, %d tokens in %.1f s; metrics in %s", step, tokens, wall, metrics.path)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``auto``, ``cpu``, ``cuda`` or ``cuda:<index>`` into a device that exists here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r}: CUDA is not available (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda}); use --device cpu or --device auto"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices are visible")
+    return device
+
+
+def find_resume_checkpoint(args: argparse.Namespace, checkpoint_dir: Path, run_dir: Path, metrics: MetricsLog):
+    """Return the checkpoint to resume from, or ``None`` for a fresh start (clearing the folder on --overwrite)."""
+    existing = list_checkpoints(checkpoint_dir)
+    if args.resume == "latest":
+        if not existing:
+            raise ConfigError(f"--resume: no checkpoint in {checkpoint_dir}; start without --resume")
+        return existing[-1][1]
+    if args.resume:
+        path = Path(args.resume)
+        if not path.is_file():
+            raise ConfigError(f"--resume: checkpoint file {args.resume!r} not found")
+        return path
+    if existing and not args.overwrite:
+        raise ConfigError(
+            f"run folder {run_dir} already has checkpoints (last at step {existing[-1][0]}); continue it with "
+            "--resume, start afresh with --overwrite, or choose another name with --set name=..."
+        )
+    if args.overwrite:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        for leftover in (metrics.path, run_dir / "loss.png"):
+            leftover.unlink(missing_ok=True)
+    return None
+
+
+def warn_config_changes(saved: dict, current: dict, prefix: str = "") -> None:
+    """Log each configuration value that differs from the checkpoint's."""
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            warn_config_changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            logger.warning("resuming with %s%s = %r (the checkpoint had %r)", prefix, key, new, old)
+
+
+def check_token_ids(batch: torch.Tensor, vocab_size: int) -> None:
+    largest = int(batch.max())
+    if largest >= vocab_size:
+        raise ConfigError(
+            f"the data has token id {largest}, but model.vocab_size is {vocab_size}; "
+            "set model.vocab_size to at least the tokenizer's size"
+        )
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory so far: CUDA memory allocated by tensors, or the process's maximum resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
+
+
+def describe_source(run: RunConfig) -> str:
+    data = run.data
+    if data.source == "embedded":
+        return f"the embedded corpus in {data.corpus_dir}"
+    if data.source == "files":
+        return f"files {data.train_files}"
+    streamed = ", streamed" if data.streaming else ""
+    return f"{data.source} dataset {data.path!r}" + (f" ({data.name}{streamed})" if data.name else streamed)
+
+
+def describe_optimizer(run: RunConfig) -> str:
+    lowrank_groups = [group for group in run.optimizer.groups if group.rank is not None]
+    if not lowrank_groups:
+        return "AdamW"
+    group = lowrank_groups[0]
+    return f"rank {group.rank}, {group.tracker.name} / {group.transport.name} / {group.residual.name}"
+
+
+class Window:
+    """Training statistics since the last log line: mean loss, throughput and optimizer-step time."""
+
+    def reset(self) -> None:
+        self.loss_sum = 0.0
+        self.updates = 0
+        self.tokens = 0
+        self.optimizer_seconds = 0.0
+        self.started = time.perf_counter()
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss_sum += loss
+        self.updates += 1
+        self.tokens += tokens
+
+    def record(self, step, tokens, optimizer, scheduler, grad_norm) -> dict:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        lrs = scheduler.get_last_lr()
+        labels = [group.get("label") or f"group{index}" for index, group in enumerate(optimizer.param_groups)]
+        return {
+            "kind": "train",
+            "step": step,
+            "tokens": tokens,
+            "loss": self.loss_sum / max(self.updates, 1),
+            "lr": lrs[0],
+            "lr_by_group": dict(zip(labels, lrs)),
+            "grad_norm": grad_norm,
+            "tokens_per_s": self.tokens / seconds,
+            "optimizer_step_s": self.optimizer_seconds / max(self.updates, 1),
+        }
+
+
+class StopRequest:
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a flag the loop checks between updates.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` at once. Handlers are only installed from the main
+    thread, where Python delivers signals.
+    """
+
+    def __init__(self):
+        self.requested = False
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning(
+            "%s received: finishing the current update and saving a checkpoint (Ctrl-C again stops at once)",
+            signal.Signals(signum).name,
+        )
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def make_progress(run: RunConfig, is_main: bool, console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (is_main and run.log.progress and console.is_terminal),
+        transient=False,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
