@@ -1,23 +1,33 @@
-"""Recovery scaling residual handler (Fira, used by SubTrack++).
+r"""Recovery scaling residual handler (Fira, used by SubTrack++).
 
-The residual ``E = g − S Sᵀ g`` (``d×k``) is added back to the update after a per-column rescaling
-that borrows Adam's adaptivity from the subspace. For each column ``j`` of the unprojected axis,
+The residual $E = g - S S^\top g$ ($d \times k$) is added back to the update after a per-column
+rescaling that borrows Adam's adaptivity from the subspace. For each column $j$ of the unprojected
+axis, with $c = \alpha$ when ``scale_residual`` is set and $c = 1$ otherwise:
 
-    φ_j = ‖N_{:,j}‖ / ‖R_{:,j}‖      (0 where ‖R_{:,j}‖ = 0)
-    Ẽ   = c · E diag(φ)              (c = α with scale_residual, else 1)
-    U   = α S N + Ẽ
+$$
+\begin{aligned}
+\phi_j &= \lVert N_{:,j} \rVert \,/\, \lVert R_{:,j} \rVert && (0 \text{ where } \lVert R_{:,j} \rVert = 0) \\
+\tilde E &= c \, E \operatorname{diag}(\phi) \\
+U &= \alpha S N + \tilde E
+\end{aligned}
+$$
 
-and a norm-growth limiter keeps ``‖Ẽ_t‖ ≤ γ ‖Ẽ_{t−1}‖`` by rescaling ``Ẽ_t``. The limiter's memory
-is the last limited norm; a zero or non-finite norm does not overwrite it, so one all-zero gradient
-cannot pin the residual near zero afterwards.
+A norm-growth limiter with factor $\gamma$ (``growth_limit``) keeps
+$\lVert \tilde E_t \rVert \le \gamma \lVert \tilde E_{t-1} \rVert$ by rescaling $\tilde E_t$. The
+limiter's memory is the last limited norm. A zero or non-finite norm does not overwrite it, so one
+all-zero gradient cannot pin the residual near zero afterwards.
 
-No third ``d·k·r`` product is needed. Since ``Ẽ = (g − S R) diag(φ)``,
+No third $d \cdot k \cdot r$ product is needed. Since
+$\tilde E = (g - S R) \operatorname{diag}(\phi)$, with $c$ folded into $\phi$,
 
-    U = S (α N − R diag(φ)) + g diag(φ)
+$$
+U = S \big(\alpha N - R \operatorname{diag}(\phi)\big) + g \operatorname{diag}(\phi)
+$$
 
-and, because ``S R`` and ``g − S R`` are orthogonal column by column,
-``‖E_{:,j}‖² = ‖g_{:,j}‖² − ‖R_{:,j}‖²``. When the residual holds less than 0.1% of the gradient's
-energy that difference loses its float32 precision, and ``E`` is formed explicitly instead.
+and, because $S R$ and $g - S R$ are orthogonal column by column,
+$\lVert E_{:,j} \rVert^2 = \lVert g_{:,j} \rVert^2 - \lVert R_{:,j} \rVert^2$. When the residual
+contains less than 0.1% of the gradient's energy, that difference loses its float32 precision, and
+$E$ is formed explicitly instead.
 
 Chen et al., "Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank Constraint?",
 arXiv:2410.01623. Fira's paper multiplies the residual by α too, its code does not; the
