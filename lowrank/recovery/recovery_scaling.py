@@ -85,8 +85,12 @@ def recovery_scaling_direction(
     keep_previous = ~torch.isfinite(limited_norm) | (limited_norm <= 0)
     next_norm = torch.where(keep_previous, previous_norm, limited_norm)
 
-    update = basis @ (normalized * scale - projected * factors)  # (d, k)
-    update.addcmul_(grad, factors)
+    # U = g diag(φ) + S (α N − R diag(φ)). The product accumulates into g diag(φ), which has
+    # grad's memory layout: for a right projection grad is a transposed view, so Uᵀ comes out
+    # contiguous like the weight and no element-wise pass reads memory across the grain.
+    low_rank = torch.addcmul(normalized * scale, projected, factors, value=-1.0)  # (r, k)
+    update = torch.mul(grad, factors)  # (d, k), strides of grad
+    update.addmm_(basis, low_rank)
     return update, next_norm, factors
 
 
