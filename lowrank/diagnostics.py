@@ -37,9 +37,17 @@ def captured_energy(grad: torch.Tensor, projected: torch.Tensor) -> float:
 
 
 def largest_principal_angle(old_basis: torch.Tensor, new_basis: torch.Tensor) -> float:
-    """Return the largest principal angle between two orthonormal ``(d, r)`` bases, in radians."""
-    cosines = torch.linalg.svdvals(new_basis.double().T @ old_basis.double())  # (r,)
-    return math.acos(min(1.0, max(0.0, cosines.min().item())))
+    """Return the largest principal angle between two orthonormal ``(d, r)`` bases, in radians.
+
+    The cosine alone (smallest singular value of ``S_newᵀ S_old``) loses the angle's precision
+    near 0, and the sine alone (largest singular value of ``S_old − S_new S_newᵀ S_old``) near π/2;
+    ``atan2`` of the two is accurate at both ends.
+    """
+    old, new = old_basis.double(), new_basis.double()
+    change = new.T @ old  # (r, r)
+    cosine = torch.linalg.svdvals(change).min()
+    sine = torch.linalg.matrix_norm(old - new @ change, ord=2)  # (d, r) residual of S_old
+    return math.atan2(sine.item(), cosine.item())
 
 
 class SubspaceDiagnostics:

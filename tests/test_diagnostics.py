@@ -37,6 +37,12 @@ def test_rotated_basis_gives_known_angle(degrees):
     assert largest_principal_angle(old, new) == pytest.approx(theta, abs=1e-6)
 
 
+def test_unmoved_float32_basis_has_zero_angle():
+    basis = random_orthonormal_basis(300, 16, seed=3)
+
+    assert largest_principal_angle(basis, basis.clone()) < 1e-6
+
+
 def test_diagnostics_record_each_refresh():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 24), torch.nn.Tanh(), torch.nn.Linear(24, 8))
