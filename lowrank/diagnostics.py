@@ -25,7 +25,7 @@ import torch
 
 from lowrank.optimizers.lowrank_adamw import LowRankAdamW, RefreshInfo
 
-__all__ = ["SubspaceDiagnostics", "captured_energy", "largest_principal_angle"]
+__all__ = ["SubspaceDiagnostics", "aggregate_by_step", "captured_energy", "largest_principal_angle"]
 
 
 def captured_energy(grad: torch.Tensor, projected: torch.Tensor) -> float:
@@ -104,3 +104,24 @@ class SubspaceDiagnostics:
     def remove(self) -> None:
         """Stop recording."""
         self._remove()
+
+
+def aggregate_by_step(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Average refresh records over the parameters refreshed at the same step, one dict per step.
+
+    Each result has ``step``, ``refreshes`` (how many parameters) and the mean of every quantity
+    present (``captured_energy``, ``angle``, ``seconds``, ``residual_scale``).
+    """
+    by_step: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_step[record["step"]].append(record)
+    result = []
+    for step in sorted(by_step):
+        group = by_step[step]
+        summary: dict[str, Any] = {"step": step, "refreshes": len(group)}
+        for key in ("captured_energy", "angle", "seconds", "residual_scale"):
+            values = [record[key] for record in group if key in record]
+            if values:
+                summary[key] = statistics.fmean(values)
+        result.append(summary)
+    return result
