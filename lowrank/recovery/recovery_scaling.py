@@ -63,27 +63,28 @@ def recovery_scaling_direction(
     ``previous_norm`` is the 0-d limiter memory ``‖Ẽ_{t−1}‖``; 0 means no previous step.
     """
     tiny = torch.finfo(torch.float32).tiny
-    projected_norms = projected.norm(dim=0)  # ‖R_j‖: (k,)
-    normalized_norms = normalized.norm(dim=0)  # ‖N_j‖: (k,)
-    factors = torch.where(
-        projected_norms > 0, normalized_norms / projected_norms.clamp_min(tiny), torch.zeros_like(projected_norms)
-    )  # φ: (k,)
+    # Column sums of squares reduce along the contiguous axis of these layouts, which is several
+    # times faster on the CPU than a column-wise vector_norm.
+    projected_energy = projected.square().sum(dim=0)  # ‖R_j‖²: (k,)
+    projected_norms = projected_energy.sqrt()  # ‖R_j‖: (k,)
+    normalized_norms = normalized.square().sum(dim=0).sqrt_()  # ‖N_j‖: (k,)
+    factors = torch.where(projected_norms > 0, normalized_norms / projected_norms.clamp_min(tiny), 0.0)  # φ: (k,)
     if scale_residual:
         factors = factors * scale
 
     column_energy = grad.square().sum(dim=0)  # ‖g_j‖²: (k,)
-    residual_energy = (column_energy - projected_norms.square()).clamp_min_(0.0)  # ‖E_j‖²: (k,)
+    residual_energy = (column_energy - projected_energy).clamp_min_(0.0)  # ‖E_j‖²: (k,)
     # NOTE: this comparison synchronizes with the device once per parameter and step.
     if residual_energy.sum() < _EXPLICIT_RESIDUAL_SHARE * column_energy.sum():
         residual_energy = (grad - basis @ projected).square().sum(dim=0)
 
-    norm = (factors.square() * residual_energy).sum().sqrt()  # ‖Ẽ_t‖ before limiting
-    limited = (previous_norm > 0) & (norm > growth_limit * previous_norm)
-    limiter = torch.where(limited, growth_limit * previous_norm / norm.clamp_min(tiny), torch.ones_like(norm))
+    norm = torch.dot(factors.square(), residual_energy).sqrt()  # ‖Ẽ_t‖ before limiting
+    limit = previous_norm * growth_limit
+    # Where the limiter applies, norm > limit > 0, so the division is safe.
+    limiter = torch.where((previous_norm > 0) & (norm > limit), limit / norm, 1.0)
     factors = factors * limiter
     limited_norm = norm * limiter
-    keep_previous = ~torch.isfinite(limited_norm) | (limited_norm <= 0)
-    next_norm = torch.where(keep_previous, previous_norm, limited_norm)
+    next_norm = torch.where(torch.isfinite(limited_norm) & (limited_norm > 0), limited_norm, previous_norm)
 
     # U = g diag(φ) + S (α N − R diag(φ)). The product accumulates into g diag(φ), which has
     # grad's memory layout: for a right projection grad is a transposed view, so Uᵀ comes out
