@@ -15,7 +15,7 @@ fi
 python -m pip install -e ".[train,test,docs]"
 
 # The King James Bible comes from Debian's bible-kjv package. It is optional: without apt-get or
-# root, the corpus leaves it out and says so.
+# root, the corpus builder leaves it out and logs that it did.
 if ! command -v bible >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
         export DEBIAN_FRONTEND=noninteractive

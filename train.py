@@ -21,7 +21,6 @@ import contextlib
 import logging
 import math
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -34,6 +33,7 @@ import yaml
 
 import lowrank
 from lowrank.config import ConfigError
+from lowrank.diagnostics import SubspaceDiagnostics, aggregate_by_step
 from lowrank.train.checkpoint import (
     capture_rng_state,
     list_checkpoints,
@@ -66,6 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="continue from the run folder's last checkpoint, or from the given checkpoint file",
     )
     parser.add_argument(
+        "--sweep", action="store_true",
+        help="treat CONFIG as a sweep YAML and run its variants one after another (finished ones are skipped)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true",
         help="start afresh in a run folder that already has checkpoints, deleting them and its metrics",
     )
@@ -77,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     handler, console = setup_logging()
     try:
+        if args.sweep:
+            if args.resume or args.overwrite:
+                raise ConfigError("--sweep resumes unfinished variants by itself; drop --resume and --overwrite")
+            from lowrank.train.sweep import run_sweep
+
+            return run_sweep(args.config, args.overrides, device=args.device)
         # The progress bar draws on the same console as the log lines.
         return train(args, console)
     except ConfigError as error:
@@ -176,6 +186,8 @@ def train(args: argparse.Namespace, console) -> int:
 
     # build_optimizer raises ConfigError for a pattern that matches nothing or a rank too large.
     optimizer = lowrank.build_optimizer(model, run.optimizer, path="optimizer")
+    # Captured energy, basis rotation and refresh time at every refresh, logged as "subspace" records.
+    diagnostics = SubspaceDiagnostics(optimizer, keep_records=False)
     scheduler = build_scheduler(optimizer, run.train.max_steps, run.schedule)
 
     # ------------------------------------------------------------------ data
@@ -325,6 +337,8 @@ def train(args: argparse.Namespace, console) -> int:
                 )
                 if is_main:
                     metrics.append(record)
+                    for refresh in aggregate_by_step(diagnostics.drain()):
+                        metrics.append({"kind": "subspace", **refresh})
                 logger.info(
                     "step %d/%d: loss %.4f, lr %.3g, grad norm %.3g, %.0f tokens/s, optimizer step %.1f ms",
                     step, run.train.max_steps, record["loss"], record["lr"], grad_norm,
@@ -420,9 +434,14 @@ def check_token_ids(batch: torch.Tensor, vocab_size: int) -> None:
 
 
 def peak_memory_bytes(device: torch.device) -> int:
-    """Peak memory so far: CUDA memory allocated by tensors, or the process's maximum resident set on the CPU."""
+    """Return peak memory in bytes: CUDA memory allocated by tensors, or on the CPU the process's maximum
+    resident set size (0 where the platform does not report it)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
+    try:
+        import resource
+    except ImportError:  # Windows has no resource module
+        return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
 

@@ -133,7 +133,7 @@ def test_interrupt_then_resume_matches_uninterrupted(train_script, make_run, mon
 
 
 @pytest.mark.slow
-def test_crash_during_checkpoint_write_resumes_from_previous(train_script, make_run, monkeypatch):
+def test_checkpoint_write_crash_resumes_previous(train_script, make_run, monkeypatch):
     sections = dict(checkpoint={"interval": 2, "keep_last": 3})
     reference_path, reference_dir = make_run("reference", **sections)
     assert train_script.main([str(reference_path)]) == 0
