@@ -201,9 +201,10 @@ def train(args: argparse.Namespace, console) -> int:
     eval_set = eval_batches(validation_blocks, run.eval.batches, run.eval.batch_size or micro_batch_size) if needs_eval else []
     tokens_per_update = run.train.batch_size * run.data.seq_len
     logger.info(
-        "data: %s training blocks of %d tokens; %d sequences per update (%d micro-batches of %d); %d eval batches",
-        getattr(batches, "size", "streamed"), run.data.seq_len, run.train.batch_size,
-        accumulation, micro_batch_size, len(eval_set),
+        "data: %s training blocks of %d tokens, %d evaluation batches; each update takes %d sequences "
+        "(%d accumulation steps × %d)",
+        getattr(batches, "size", "streamed"), run.data.seq_len, len(eval_set), run.train.batch_size,
+        accumulation, micro_batch_size,
     )
 
     # ------------------------------------------------------------------ run folder and resume
