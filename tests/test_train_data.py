@@ -226,3 +226,20 @@ def test_disk_source_missing_split_is_config_error(corpus, tmp_path):
 
     with pytest.raises(ConfigError, match="has no split 'validation'"):
         build_block_datasets(config, load_tokenizer(config.tokenizer), seed=0, with_validation=True)
+
+
+def test_embedded_source_reads_corpus_folder(corpus, tmp_path):
+    folder, tokenizer_path = corpus
+    embedded = DataConfig(
+        source="embedded", corpus_dir=str(folder), tokenizer=str(tokenizer_path), seq_len=16,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    tokenizer = load_tokenizer(embedded.tokenizer)
+
+    train, validation = build_block_datasets(embedded, tokenizer, seed=0, with_validation=True)
+    files_train, files_validation = build_block_datasets(
+        files_config(corpus, tmp_path), tokenizer, seed=0, with_validation=True
+    )
+
+    assert train["input_ids"] == files_train["input_ids"]
+    assert validation["input_ids"] == files_validation["input_ids"]
