@@ -315,7 +315,12 @@ class BlockBatches:
 
 
 class StreamBatches:
-    """Micro-batches from a streamed dataset; the stream restarts with a new epoch when it ends."""
+    """Micro-batches from a streamed dataset; the stream restarts with a new epoch when it ends.
+
+    NOTE: streamed text is downloaded, tokenized and packed in the training process, between
+    updates, so on a fast GPU it can limit throughput. Worker processes (a ``DataLoader`` over the
+    stream's shards) would overlap it with training, but are not implemented.
+    """
 
     def __init__(self, blocks: Any, micro_batch_size: int):
         self.blocks = blocks
