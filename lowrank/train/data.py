@@ -44,7 +44,10 @@ logger = logging.getLogger(__name__)
 
 _MAP_BATCH = 1000
 """Documents per ``datasets.map`` call of tokenization and packing."""
-_SETUP_HINT = "run 'bash setup.sh' in the repository root to build the embedded corpus and tokenizer"
+_SETUP_HINT = (
+    "run 'bash setup.sh' in the repository root to build the embedded corpus and tokenizer, and start "
+    "train.py from there (relative paths are resolved against the current directory)"
+)
 
 
 # ----------------------------------------------------------------------------------------- tokenizer
