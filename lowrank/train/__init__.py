@@ -10,4 +10,5 @@ Modules (imported one by one, so ``python -m lowrank.train.corpus`` stays light)
 - :mod:`lowrank.train.loss`: the language-model loss and evaluation.
 - :mod:`lowrank.train.checkpoint`: atomic checkpoints and random-number state.
 - :mod:`lowrank.train.metrics`: the metrics file, the loss plot, optimizer-state size.
+- :mod:`lowrank.train.sweep`: a grid of variants of a base run (``train.py --sweep``).
 """
