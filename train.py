@@ -87,11 +87,17 @@ def main(argv: list[str] | None = None) -> int:
             from lowrank.train.sweep import run_sweep
 
             return run_sweep(args.config, args.overrides, device=args.device)
+        if args.resume and args.overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other; pass one of them")
         # The progress bar draws on the same console as the log lines.
         return train(args, console)
     except ConfigError as error:
         logger.error("%s", error)
         return EXIT_CONFIG
+    except KeyboardInterrupt:
+        # Before the training loop, or a second Ctrl-C inside it: stop without a checkpoint.
+        logger.warning("interrupted; no checkpoint was written for this interruption")
+        return EXIT_INTERRUPTED
     except NonFiniteLossError as error:
         logger.error("%s", error)
         return EXIT_FAILED

@@ -229,6 +229,13 @@ def test_existing_run_needs_resume_or_overwrite(train_script, make_run, capsys):
     assert [record["step"] for record in records(run_dir, "train")] == [1, 2]
 
 
+def test_resume_with_overwrite_is_config_error(train_script, make_run, capsys):
+    path, _ = make_run()
+
+    assert train_script.main([str(path), "--resume", "--overwrite"]) == train_script.EXIT_CONFIG
+    assert "exclude each other" in capsys.readouterr().out
+
+
 def test_resume_without_checkpoint_is_config_error(train_script, make_run, capsys):
     path, _ = make_run()
 
