@@ -103,14 +103,18 @@ def _cpu_model() -> str:
     return "unknown"
 
 
+# The files a benchmark result depends on; uncommitted edits elsewhere do not mark it dirty.
+_MEASURED_PATHS = ("lowrank", "bench", "configs", "train.py")
+
+
 def _git_commit() -> str:
-    """Return the short commit hash, with ``-dirty`` when tracked files differ from it."""
+    """Return the short commit hash, with ``-dirty`` when measured files differ from it."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *_MEASURED_PATHS],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,

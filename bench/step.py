@@ -108,6 +108,15 @@ def build_named_optimizer(
     raise SystemExit(f"unknown optimizer {name!r}; choose from {', '.join(ALL_OPTIMIZERS)}")
 
 
+def profile_plain_step(optimizer: torch.optim.Optimizer, rows: int) -> str:
+    """Profile one plain ``optimizer.step()`` on the CPU; return the top ``rows`` ops by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        optimizer.step()
+    return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
+
+
 def run(
     model_path: Path,
     optimizers: list[str],
@@ -119,8 +128,13 @@ def run(
     seq_len: int,
     device: torch.device,
     dtype: torch.dtype,
+    profiled: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Time ``refreshes·sample_interval`` steps of every optimizer, round-robin; return the samples."""
+    """Time ``refreshes·sample_interval`` steps of every optimizer, round-robin; return the samples.
+
+    Optimizers named in ``profiled`` then run one more plain step under ``torch.profiler``, and
+    its op table is stored under ``samples[name]["profile"]``.
+    """
     torch.manual_seed(0)
     model = build_model(load_model_config(model_path), load_model_config(model_path).vocab_size)
     model = model.to(device=device, dtype=dtype)
@@ -151,6 +165,10 @@ def run(
                 continue  # the first basis, and one more warm-up step
             kind = "refresh" if runs[name]["refreshes_at"](step) else "plain"
             samples[name][kind].append(seconds)
+
+    for name in profiled:
+        # The run ended on a refresh step, so the next step is a plain one.
+        samples[name]["profile"] = profile_plain_step(runs[name]["optimizer"], rows=12)
     return samples
 
 
@@ -184,6 +202,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--sample-interval", type=int, default=5, help="refresh interval used while measuring (default: 5)"
     )
     parser.add_argument("--refreshes", type=int, default=3, help="refresh steps recorded per optimizer (default: 3)")
+    parser.add_argument(
+        "--profile", default="", help="comma-separated optimizers whose plain step is profiled after the timing"
+    )
     parser.add_argument("--batch", type=int, default=8, help="sequences in the gradient batch (default: 8)")
     parser.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (default: 256)")
     add_common_arguments(parser)
@@ -192,6 +213,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit("--sample-interval must be at least 3, --refreshes and --interval at least 1")
     device, dtype = setup(args)
     optimizers = [name.strip() for name in args.optimizers.split(",") if name.strip()]
+    profiled = tuple(name.strip() for name in args.profile.split(",") if name.strip())
+    unknown = [name for name in (*optimizers, *profiled) if name not in ALL_OPTIMIZERS]
+    if unknown:
+        raise SystemExit(f"unknown optimizer {unknown[0]!r}; choose from {', '.join(ALL_OPTIMIZERS)}")
+    if not set(profiled) <= set(optimizers):
+        raise SystemExit("--profile names must also be in --optimizers")
 
     console = new_console()
     info = machine_info(device)
@@ -205,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seq_len=args.seq_len,
         device=device,
         dtype=dtype,
+        profiled=profiled,
     )
     info["load_average_after"] = machine_info(device)["load_average"]
     summary = summarize(samples, args.interval)
@@ -232,6 +260,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"target: subtrack_pp / galore-torch over {args.interval} "
             f"{verdict(ratio, MAX_AVERAGE_OVER_GALORE_TORCH, at_most=True)}"
         )
+
+    for name in profiled:
+        console.print(f"\nProfile of one {name} plain step (self CPU time, top ops):")
+        console.print(samples[name]["profile"], markup=False, highlight=False)
 
     payload = {
         "benchmark": "step",
