@@ -124,7 +124,30 @@ def test_eval_set_has_exactly_requested_batches(corpus, tmp_path):
 
     assert len(batches) == 3
     assert [batch.shape for batch in batches] == [torch.Size([2, 16])] * 3
-    assert torch.equal(torch.cat(batches), validation.with_format("torch")[:6]["input_ids"])
+    rows = {tuple(row) for row in validation["input_ids"]}
+    assert all(tuple(row.tolist()) in rows for row in torch.cat(batches))
+    assert torch.equal(torch.cat(batches), torch.cat(eval_batches(validation, 3, 2)))
+
+
+def test_eval_set_samples_whole_split(corpus, tmp_path):
+    config = files_config(corpus, tmp_path)
+    _, validation = build_block_datasets(config, load_tokenizer(config.tokenizer), seed=0, with_validation=True)
+    first_half = {tuple(row) for row in validation["input_ids"][: len(validation) // 2]}
+
+    batches = eval_batches(validation, 4, 2)
+
+    sampled = [tuple(row.tolist()) for row in torch.cat(batches)]
+    assert len(set(sampled)) == 8
+    assert any(row not in first_half for row in sampled)
+
+
+def test_short_validation_split_uses_every_block(corpus, tmp_path):
+    config = files_config(corpus, tmp_path)
+    _, validation = build_block_datasets(config, load_tokenizer(config.tokenizer), seed=0, with_validation=True)
+
+    batches = eval_batches(validation, len(validation), 2)
+
+    assert sum(batch.shape[0] for batch in batches) == len(validation)
 
 
 def test_missing_data_file_names_pattern(corpus, tmp_path):

@@ -265,11 +265,13 @@ class BlockBatches:
     """Micro-batches of blocks from a non-streamed dataset, in a seeded order that resumes exactly.
 
     Epoch ``e`` visits the blocks in the order of ``numpy.random.default_rng([seed, e]).permutation``;
-    micro-batch ``i`` holds stream positions ``[i·b, (i+1)·b)`` of the concatenated epochs, so a
-    micro-batch may span two epochs. ``position`` counts micro-batches drawn.
+    global micro-batch ``j`` holds stream positions ``[j·b, (j+1)·b)`` of the concatenated epochs,
+    so a micro-batch may span two epochs. Process ``rank`` of ``world_size`` draws the global
+    micro-batches ``j = i·world_size + rank``, so the processes split each step's data without
+    overlap. ``position`` counts the micro-batches this process has drawn (the same on every rank).
     """
 
-    def __init__(self, blocks: Any, micro_batch_size: int, seed: int):
+    def __init__(self, blocks: Any, micro_batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         self.blocks = blocks.with_format("torch")
         self.size = len(blocks)
         if self.size < micro_batch_size:
@@ -279,13 +281,15 @@ class BlockBatches:
             )
         self.micro_batch_size = micro_batch_size
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.position = 0
         self._epoch = -1
         self._order: np.ndarray | None = None
 
     def next_batch(self) -> torch.Tensor:
         """Return the next ``(micro_batch_size, seq_len)`` int64 tensor of token ids."""
-        start = self.position * self.micro_batch_size
+        start = (self.position * self.world_size + self.rank) * self.micro_batch_size
         indices = [self._index(start + offset) for offset in range(self.micro_batch_size)]
         self.position += 1
         return self.blocks[indices]["input_ids"]
@@ -299,8 +303,8 @@ class BlockBatches:
 
     @property
     def epoch(self) -> float:
-        """Fraction of passes over the training blocks so far."""
-        return self.position * self.micro_batch_size / self.size
+        """Fraction of passes over the training blocks so far, by all processes together."""
+        return self.position * self.world_size * self.micro_batch_size / self.size
 
     def state_dict(self) -> dict:
         return {"kind": "blocks", "position": self.position, "size": self.size, "seed": self.seed}
@@ -375,19 +379,32 @@ class StreamBatches:
         self._iterator = None
 
 
-def make_batches(train_blocks: Any, micro_batch_size: int, seed: int) -> BlockBatches | StreamBatches:
-    """Wrap training blocks in the batch source that fits them (streamed or not)."""
+def make_batches(
+    train_blocks: Any, micro_batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+) -> BlockBatches | StreamBatches:
+    """Wrap training blocks in the batch source that fits them (streamed or not).
+
+    With ``world_size > 1`` each process gets its own share: every ``world_size``-th micro-batch of
+    a non-streamed dataset, or ``datasets.distributed.split_dataset_by_node``'s share of a stream.
+    """
     import datasets
 
     if isinstance(train_blocks, datasets.IterableDataset):
+        if world_size > 1:
+            from datasets.distributed import split_dataset_by_node
+
+            train_blocks = split_dataset_by_node(train_blocks, rank=rank, world_size=world_size)
         return StreamBatches(train_blocks, micro_batch_size)
-    return BlockBatches(train_blocks, micro_batch_size, seed)
+    return BlockBatches(train_blocks, micro_batch_size, seed, rank, world_size)
 
 
 def eval_batches(validation_blocks: Any, batches: int, batch_size: int) -> list[torch.Tensor]:
-    """Return the fixed evaluation set: the first ``batches × batch_size`` validation blocks, batched.
+    """Return the fixed evaluation set of ``batches × batch_size`` validation blocks, batched.
 
-    When the split has fewer blocks, all of them are used (the last batch may be shorter).
+    A non-streamed split is sampled with a fixed permutation (seed 0, the same for every run), so
+    the set spans all validation documents instead of the first files only. A streamed split gives
+    its first blocks. When the split has fewer blocks, all of them are used (the last batch may be
+    shorter).
 
     Raises:
         ConfigError: when the validation split has no complete block.
@@ -400,7 +417,8 @@ def eval_batches(validation_blocks: Any, batches: int, batch_size: int) -> list[
         tensor = torch.tensor(rows, dtype=torch.long) if rows else torch.empty(0, dtype=torch.long)
     else:
         count = min(requested, len(validation_blocks))
-        tensor = validation_blocks.with_format("torch")[:count]["input_ids"] if count else torch.empty(0)
+        indices = np.random.default_rng(0).permutation(len(validation_blocks))[:count].tolist()
+        tensor = validation_blocks.with_format("torch")[indices]["input_ids"] if count else torch.empty(0)
     if tensor.numel() == 0:
         raise ConfigError("the validation split has no complete block of data.seq_len tokens; use more validation text")
     if tensor.shape[0] < requested:
