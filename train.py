@@ -34,6 +34,7 @@ import yaml
 import lowrank
 from lowrank.config import ConfigError
 from lowrank.diagnostics import SubspaceDiagnostics, aggregate_by_step
+from lowrank.distributed import build_zero_optimizer
 from lowrank.train.checkpoint import (
     capture_rng_state,
     list_checkpoints,
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         return EXIT_FAILED
     finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
         logging.getLogger().removeHandler(handler)
 
 
@@ -134,14 +137,23 @@ def train(args: argparse.Namespace, console) -> int:
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     run = load_run_config(args.config, overrides)
 
+    # torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; a plain `python train.py` is one process.
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1:
+    rank = int(os.environ.get("RANK", "0"))
+    is_main = rank == 0
+    distributed = world_size > 1
+    if run.train.layerwise and distributed:
         raise ConfigError(
-            f"WORLD_SIZE={world_size}: multi-process training is not implemented yet; launch a single process"
+            "train.layerwise is not supported with several processes: its gradient hooks fire before DDP "
+            "averages the gradients; set train.layerwise: false or launch one process"
         )
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    if run.train.zero_redundancy and not distributed:
+        raise ConfigError("train.zero_redundancy needs several processes; launch with torchrun --nproc_per_node N")
+    micro_batch_size, accumulation = run.train.split(world_size)
 
     device = resolve_device(run.device)
+    if distributed:
+        device = init_distributed(device)
     precision = run.train.precision
     if precision == "auto":
         # bf16 weights on a GPU, as GaLore's LLaMA scripts use (--dtype bfloat16). float32 on the CPU.
@@ -168,7 +180,9 @@ def train(args: argparse.Namespace, console) -> int:
     run_dir = Path(run.log.output_dir) / run.name
     checkpoint_dir = run_dir / "checkpoints"
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    resume_path = find_resume_checkpoint(args, checkpoint_dir, run_dir, metrics)
+    resume_path = find_resume_checkpoint(args, checkpoint_dir, run_dir, metrics, is_main)
+    if distributed:
+        torch.distributed.barrier()  # rank 0 may have cleared the folder (--overwrite)
 
     # ------------------------------------------------------------------ tokenizer, model, optimizer
     tokenizer = load_tokenizer(run.data.tokenizer)
@@ -191,9 +205,15 @@ def train(args: argparse.Namespace, console) -> int:
     )
 
     # build_optimizer raises ConfigError for a pattern that matches nothing or a rank too large.
-    optimizer = lowrank.build_optimizer(model, run.optimizer, path="optimizer")
-    # Captured energy, basis rotation and refresh time at every refresh, logged as "subspace" records.
-    diagnostics = SubspaceDiagnostics(optimizer, keep_records=False)
+    if run.train.zero_redundancy:
+        optimizer = build_zero_optimizer(model, run.optimizer, path="optimizer")
+        local_optimizer = optimizer.optim  # this process's shard of whole matrices
+    else:
+        optimizer = lowrank.build_optimizer(model, run.optimizer, path="optimizer")
+        local_optimizer = optimizer
+    # Captured energy, basis rotation and refresh time at every refresh, logged as "subspace" records
+    # (with zero_redundancy, rank 0 logs the matrices whose state it holds).
+    diagnostics = SubspaceDiagnostics(local_optimizer, keep_records=False)
     scheduler = build_scheduler(optimizer, run.train.max_steps, run.schedule)
 
     # ------------------------------------------------------------------ data
@@ -201,16 +221,14 @@ def train(args: argparse.Namespace, console) -> int:
     train_blocks, validation_blocks = build_block_datasets(
         run.data, tokenizer, seed=run.seed, with_validation=needs_eval
     )
-    micro_batch_size = run.train.micro_batch_size or run.train.batch_size
-    accumulation = run.train.accumulation_steps
-    batches = make_batches(train_blocks, micro_batch_size, run.seed)
+    batches = make_batches(train_blocks, micro_batch_size, run.seed, rank, world_size)
     eval_set = eval_batches(validation_blocks, run.eval.batches, run.eval.batch_size or micro_batch_size) if needs_eval else []
     tokens_per_update = run.train.batch_size * run.data.seq_len
     logger.info(
         "data: %s training blocks of %d tokens, %d evaluation batches; each update takes %d sequences "
-        "(%d accumulation steps × %d)",
+        "(%d processes × %d accumulation steps × %d)",
         getattr(batches, "size", "streamed"), run.data.seq_len, len(eval_set), run.train.batch_size,
-        accumulation, micro_batch_size,
+        world_size, accumulation, micro_batch_size,
     )
 
     # ------------------------------------------------------------------ run folder and resume
@@ -226,7 +244,8 @@ def train(args: argparse.Namespace, console) -> int:
         step = checkpoint["step"]
         tokens = checkpoint["progress"]["tokens"]
         elapsed_before = checkpoint["progress"]["elapsed_s"]
-        metrics.truncate_after(step)
+        if is_main:
+            metrics.truncate_after(step)
         del checkpoint
         logger.info("resumed from %s at step %d", resume_path, step)
     if is_main:
@@ -244,13 +263,21 @@ def train(args: argparse.Namespace, console) -> int:
             "progress": {"tokens": tokens, "elapsed_s": elapsed_before + (time.perf_counter() - started)},
         }
 
+    last_saved_step = step if resume_path is not None else -1
+
     def save(reason: str) -> None:
+        nonlocal last_saved_step
+        if run.train.zero_redundancy:
+            optimizer.consolidate_state_dict(to=0)  # a collective: every rank takes part
         if is_main:
             path = save_checkpoint(checkpoint_dir, step, state_for_checkpoint(), run.checkpoint.keep_last)
             logger.info("checkpoint (%s): %s", reason, path)
+        if distributed:
+            torch.distributed.barrier()
+        last_saved_step = step
 
     def run_eval() -> dict:
-        result = evaluate(model, eval_set, device, autocast)
+        result = evaluate_sharded(model, eval_set, device, autocast, rank, world_size)
         record = {
             "kind": "eval", "step": step, "tokens": tokens, "loss": result["loss"],
             "perplexity": result["perplexity"], "batches": result["batches"], "eval_tokens": result["tokens"],
@@ -265,6 +292,15 @@ def train(args: argparse.Namespace, console) -> int:
         return result
 
     # ------------------------------------------------------------------ training loop
+    # DDP averages gradients across processes during backward; the optimizer then sees the same
+    # gradient on every rank, so every tracker computes the same basis everywhere.
+    train_model = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    layerwise = lowrank.LayerwiseUpdate(optimizer, accumulation) if run.train.layerwise else None
+
     stop = StopRequest()
     started = time.perf_counter()
     params = [param for param in model.parameters() if param.requires_grad]
@@ -283,27 +319,41 @@ def train(args: argparse.Namespace, console) -> int:
         window.reset()
 
         while step < run.train.max_steps:
-            if stop.requested:
+            if stop.agreed(distributed):
                 save("interrupted")
                 logger.warning("interrupted at step %d; continue with --resume", step)
                 return EXIT_INTERRUPTED
 
             # Accumulate gradients over micro-batches. Each micro-batch loss is divided by their
             # count, so the summed gradient is the gradient of the mean loss over the whole batch.
+            # Under DDP, no_sync skips the gradient all-reduce on all but the last micro-batch.
             loss_sum = torch.zeros((), device=device)
-            for _ in range(accumulation):
+            for micro in range(accumulation):
+                last = micro == accumulation - 1
                 batch = batches.next_batch()
                 check_token_ids(batch, vocab_size)
                 batch = batch.to(device, non_blocking=True)
-                with autocast():
-                    loss = compute_loss(model, batch)
-                (loss / accumulation).backward()
+                if layerwise is not None:
+                    layerwise.begin_microbatch(last=last)
+                sync = contextlib.nullcontext() if last or not distributed else train_model.no_sync()
+                with sync:
+                    with autocast():
+                        loss = compute_loss(train_model, batch)
+                    (loss / accumulation).backward()
                 loss_sum += loss.detach().float()
-            step_loss = loss_sum.item() / accumulation
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+            if distributed:
+                torch.distributed.all_reduce(loss_sum)  # every rank sees the same loss and decides alike
+            step_loss = loss_sum.item() / (accumulation * world_size)
+            if layerwise is not None:
+                # The hooks have already applied the update and freed the gradients.
+                layerwise.finish_update()
+                grad_norm = math.nan
+            else:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
 
             # A non-finite loss or gradient would poison the weights and the moments: skip the update.
-            if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+            # (In layer-wise mode the update is already applied; the loss check still stops the run.)
+            if not (math.isfinite(step_loss) and (layerwise is not None or math.isfinite(grad_norm))):
                 optimizer.zero_grad(set_to_none=True)
                 nonfinite_in_a_row += 1
                 logger.warning(
@@ -325,7 +375,8 @@ def train(args: argparse.Namespace, console) -> int:
             # throughput in exchange for a true per-step time.
             synchronize()
             step_started = time.perf_counter()
-            optimizer.step()
+            if layerwise is None:
+                optimizer.step()
             synchronize()
             window.optimizer_seconds += time.perf_counter() - step_started
             scheduler.step()
@@ -340,7 +391,7 @@ def train(args: argparse.Namespace, console) -> int:
                     elapsed_s=elapsed_before + time.perf_counter() - started,
                     epoch=batches.epoch,
                     peak_memory_bytes=peak_memory_bytes(device),
-                    optimizer_state_bytes=optimizer_state_bytes(optimizer),
+                    optimizer_state_bytes=optimizer_state_bytes(local_optimizer),  # this process's share
                 )
                 if is_main:
                     metrics.append(record)
@@ -368,7 +419,7 @@ def train(args: argparse.Namespace, console) -> int:
     # ------------------------------------------------------------------ the end
     if needs_eval and last_eval_step != step:
         run_eval()
-    if not list_checkpoints(checkpoint_dir) or list_checkpoints(checkpoint_dir)[-1][0] != step:
+    if last_saved_step != step:
         save("final")
     if is_main and run.log.plot and metrics.path.is_file():
         image = plot_losses(metrics.path, run_dir / "loss.png", title=f"{run.name}: {describe_optimizer(run)}")
@@ -379,6 +430,46 @@ def train(args: argparse.Namespace, console) -> int:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group that torchrun describes: NCCL on CUDA, gloo on the CPU.
+
+    On CUDA each process takes the GPU of its ``LOCAL_RANK``.
+    """
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend)
+    return device
+
+
+def evaluate_sharded(model, eval_set, device, autocast, rank: int, world_size: int) -> dict:
+    """Evaluate on the fixed set, each process taking every ``world_size``-th batch.
+
+    The result is the token-weighted mean over exactly the batches of ``eval_set``, the same as
+    one process evaluating all of them.
+    """
+    if world_size == 1:
+        return evaluate(model, eval_set, device, autocast)
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss × tokens, tokens
+    shard = eval_set[rank::world_size]
+    if shard:
+        result = evaluate(model, shard, device, autocast)
+        totals[0] = result["loss"] * result["tokens"]
+        totals[1] = result["tokens"]
+    torch.distributed.all_reduce(totals)
+    mean = (totals[0] / totals[1]).item()
+    return {
+        "loss": mean,
+        "perplexity": math.exp(mean) if mean < 700 else math.inf,
+        "batches": len(eval_set),
+        "tokens": int(totals[1].item()),
+    }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -397,8 +488,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def find_resume_checkpoint(args: argparse.Namespace, checkpoint_dir: Path, run_dir: Path, metrics: MetricsLog):
-    """Return the checkpoint to resume from, or ``None`` for a fresh start (clearing the folder on --overwrite)."""
+def find_resume_checkpoint(
+    args: argparse.Namespace, checkpoint_dir: Path, run_dir: Path, metrics: MetricsLog, is_main: bool = True
+):
+    """Return the checkpoint to resume from, or ``None`` for a fresh start (rank 0 clears the folder on --overwrite)."""
     existing = list_checkpoints(checkpoint_dir)
     if args.resume == "latest":
         if not existing:
@@ -414,7 +507,7 @@ def find_resume_checkpoint(args: argparse.Namespace, checkpoint_dir: Path, run_d
             f"run folder {run_dir} already has checkpoints (last at step {existing[-1][0]}); continue it with "
             "--resume, start afresh with --overwrite, or choose another name with --set name=..."
         )
-    if args.overwrite:
+    if args.overwrite and is_main:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         for leftover in (metrics.path, run_dir / "loss.png"):
             leftover.unlink(missing_ok=True)
@@ -512,6 +605,14 @@ class StopRequest:
 
     def __init__(self):
         self.requested = False
+
+    def agreed(self, distributed: bool) -> bool:
+        """Return whether any process was asked to stop, so that all of them stop at the same update."""
+        if not distributed:
+            return self.requested
+        flag = torch.tensor([1.0 if self.requested else 0.0])
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:

@@ -251,12 +251,20 @@ def test_cuda_request_without_cuda_is_config_error(train_script, make_run, capsy
     assert "CUDA is not available" in capsys.readouterr().out
 
 
-def test_multiple_processes_are_rejected(train_script, make_run, monkeypatch, capsys):
-    path, _ = make_run()
-    monkeypatch.setenv("WORLD_SIZE", "2")
+@pytest.mark.parametrize(
+    "train_changes,message",
+    [
+        ({"zero_redundancy": True}, "train.zero_redundancy needs several processes"),
+        ({"layerwise": True}, "layerwise: true cannot apply grad_clip 1.0"),
+        ({"layerwise": True, "grad_clip": 0.0, "zero_redundancy": True}, "cannot be combined"),
+        ({"batch_size": 6, "micro_batch_size": 4}, "not a multiple of micro_batch_size 4"),
+    ],
+)
+def test_bad_parallelism_options_are_rejected(train_script, make_run, capsys, train_changes, message):
+    path, _ = make_run(train=train_changes)
 
     assert train_script.main([str(path)]) == train_script.EXIT_CONFIG
-    assert "multi-process training is not implemented" in capsys.readouterr().out
+    assert message in capsys.readouterr().out
 
 
 @pytest.mark.slow

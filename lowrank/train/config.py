@@ -151,10 +151,11 @@ class TrainConfig:
     max_steps: int = 1000
     """Optimizer updates to train for."""
     batch_size: int = 64
-    """Sequences per optimizer update."""
+    """Sequences per optimizer update, summed over all data-parallel processes."""
     micro_batch_size: int | None = None
-    """Sequences per forward and backward pass; ``batch_size / micro_batch_size`` passes are
-    accumulated per update. ``None`` means ``batch_size`` (no accumulation)."""
+    """Sequences per forward and backward pass of one process; ``batch_size / (micro_batch_size ×
+    processes)`` passes are accumulated per update. ``None`` means ``batch_size`` divided by the
+    number of processes (no accumulation)."""
     grad_clip: float = 1.0
     """Maximum global gradient norm; 0 disables clipping (the norm is still logged)."""
     precision: Literal["auto", "float32", "bfloat16", "bf16-autocast"] = "auto"
@@ -164,6 +165,16 @@ class TrainConfig:
     max_nonfinite_in_a_row: int = 5
     """Stop with an error after this many consecutive updates with a non-finite loss or gradient
     norm; each such update is skipped."""
+    layerwise: bool = False
+    """Update each parameter from its gradient hook as soon as the last micro-batch completes its
+    gradient, and free that gradient, so fewer gradients are alive at once (GaLore's per-layer
+    mode). Needs ``grad_clip: 0`` (global clipping needs every gradient first) and one process
+    (hooks fire before data-parallel averaging); non-finite losses are logged but the update has
+    already been applied."""
+    zero_redundancy: bool = False
+    """Shard the optimizer state across data-parallel processes with
+    ``torch.distributed.optim.ZeroRedundancyOptimizer``; each process keeps the state of whole
+    matrices only."""
 
     def __post_init__(self):
         if self.max_steps < 1:
@@ -180,11 +191,32 @@ class TrainConfig:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}")
         if self.max_nonfinite_in_a_row < 1:
             raise ConfigError(f"max_nonfinite_in_a_row must be at least 1, got {self.max_nonfinite_in_a_row}")
+        if self.layerwise and self.grad_clip > 0:
+            raise ConfigError(
+                f"layerwise: true cannot apply grad_clip {self.grad_clip}: global gradient-norm clipping needs "
+                "every gradient before the first update; set train.grad_clip: 0"
+            )
+        if self.layerwise and self.zero_redundancy:
+            raise ConfigError("layerwise and zero_redundancy cannot be combined; choose one")
 
     @property
     def accumulation_steps(self) -> int:
-        """Forward and backward passes per optimizer update."""
+        """Forward and backward passes per optimizer update in a single process."""
         return self.batch_size // (self.micro_batch_size or self.batch_size)
+
+    def split(self, world_size: int) -> tuple[int, int]:
+        """Return ``(micro_batch_size, accumulation_steps)`` for each of ``world_size`` processes.
+
+        Raises:
+            ConfigError: when ``batch_size`` does not divide evenly.
+        """
+        micro = self.micro_batch_size or self.batch_size // world_size
+        if micro < 1 or self.batch_size % (micro * world_size) != 0:
+            raise ConfigError(
+                f"train.batch_size {self.batch_size} is not a multiple of micro_batch_size {micro} × "
+                f"{world_size} processes; pick sizes that divide it"
+            )
+        return micro, self.batch_size // (micro * world_size)
 
 
 @dataclass
