@@ -57,21 +57,29 @@ class ModelConfig:
     """Shape of a ``transformers.LlamaForCausalLM``, built from scratch (no weights are loaded)."""
 
     hidden_size: int = 512
+    """Width of the residual stream and of every attention projection."""
     intermediate_size: int = 1376
     """Width of the SwiGLU MLP."""
     num_hidden_layers: int = 8
+    """Transformer blocks."""
     num_attention_heads: int = 8
+    """Query heads; ``hidden_size`` must be divisible by it."""
     num_key_value_heads: int | None = None
     """Heads of keys and values (grouped-query attention); ``None`` means ``num_attention_heads``."""
     vocab_size: int | None = None
     """Rows of the embedding; ``None`` takes the tokenizer's size."""
     max_position_embeddings: int = 1024
+    """Longest sequence in tokens the rotary embedding is set up for; ``data.seq_len`` may not exceed it."""
     rms_norm_eps: float = 1e-6
+    """Epsilon of the RMSNorm layers."""
     rope_theta: float = 10000.0
+    """Base of the rotary position embedding's frequencies."""
     initializer_range: float = 0.02
     """Standard deviation of the normal initialization of linear and embedding weights."""
     hidden_act: str = "silu"
+    """Activation of the gated MLP (``silu`` for LLaMA's SwiGLU)."""
     tie_word_embeddings: bool = False
+    """Share one matrix between the input embedding and the output head."""
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     """Attention kernel: ``sdpa`` uses ``torch.nn.functional.scaled_dot_product_attention``."""
 
@@ -106,10 +114,13 @@ class DataConfig:
     """
 
     source: Literal["embedded", "files", "hub", "disk"] = "embedded"
+    """Where the text comes from; see the class description for each source."""
     corpus_dir: str = "data/corpus"
     """Folder of the embedded corpus (``train/*.txt`` and ``validation/*.txt``)."""
     train_files: list[str] = field(default_factory=list)
+    """Paths or glob patterns of the training files, for ``files``."""
     validation_files: list[str] = field(default_factory=list)
+    """Paths or glob patterns of the validation files, for ``files``."""
     sample_by: Literal["document", "paragraph", "line"] = "document"
     """How a ``.txt`` file is cut into documents."""
     path: str | None = None
@@ -117,8 +128,11 @@ class DataConfig:
     name: str | None = None
     """Dataset configuration for ``hub`` (``en`` for C4)."""
     train_split: str = "train"
+    """Split to train on, for ``hub`` and ``disk``."""
     validation_split: str = "validation"
+    """Split to evaluate on, for ``hub`` and ``disk``."""
     text_field: str = "text"
+    """Column (or JSON key) that holds the text."""
     streaming: bool = False
     """Stream a ``hub`` dataset instead of downloading it whole (the usual choice for C4)."""
     shuffle_buffer: int = 10000
@@ -264,6 +278,7 @@ class LogConfig:
     interval: int = 10
     """Optimizer updates between training-metric lines (console and ``metrics.jsonl``)."""
     output_dir: str = "runs"
+    """Folder that holds one run folder per run name."""
     progress: bool = True
     """Show a live progress bar (on rank 0, in a terminal)."""
     plot: bool = True
