@@ -71,6 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="treat CONFIG as a sweep YAML and run its variants one after another (finished ones are skipped)",
     )
     parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="with --sweep: variants to run at once, each in its own process (default: 1)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true",
         help="start afresh in a run folder that already has checkpoints, deleting them and its metrics",
     )
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--sweep resumes unfinished variants by itself; drop --resume and --overwrite")
             from lowrank.train.sweep import run_sweep
 
-            return run_sweep(args.config, args.overrides, device=args.device)
+            return run_sweep(args.config, args.overrides, device=args.device, jobs=args.jobs)
         if args.resume and args.overwrite:
             raise ConfigError("--resume and --overwrite exclude each other; pass one of them")
         # The progress bar draws on the same console as the log lines.

@@ -122,3 +122,21 @@ def test_report_rejects_folder_without_metrics(tmp_path, capsys):
 
     assert report_main([str(tmp_path / "file.txt")]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sweep_runs_variants_in_parallel(setup):
+    data = yaml.safe_load((setup / "sweep.yaml").read_text())
+    data["output_dir"] = str(setup / "parallel")
+    path = write_yaml(setup / "parallel.yaml", data)
+
+    assert load_train_script().main([str(path), "--sweep", "--jobs", "2"]) == 0
+    for name in ("galore", "subtrack_pp"):
+        assert json.loads((setup / "parallel" / name / "sweep_status.json").read_text())["status"] == "done"
+
+
+def test_sweep_rejects_zero_jobs(setup):
+    from lowrank.train.sweep import run_sweep
+
+    with pytest.raises(ConfigError, match="--jobs must be at least 1, got 0"):
+        run_sweep(setup / "sweep.yaml", jobs=0)

@@ -29,8 +29,10 @@ import copy
 import itertools
 import json
 import logging
+import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,47 +186,76 @@ def run_sweep(
     extra_overrides: list[str] | None = None,
     train_script: str | Path | None = None,
     device: str | None = None,
+    jobs: int = 1,
 ) -> int:
     """Run every variant of the sweep at ``path`` that has not finished; return the exit status.
 
     ``extra_overrides`` (``key=value`` strings) apply to every variant after the sweep's own.
-    The first failing variant stops the sweep with its exit status; its run folder keeps its last
-    checkpoint, so a re-run resumes it.
+    ``jobs`` variants run at once, each in its own process; when ``OMP_NUM_THREADS`` is unset, each
+    gets an equal share of the CPU cores. After a variant fails, no new one starts, the running
+    ones finish, and the first failure's exit status is returned; the failed variant's run folder
+    keeps its last checkpoint, so a re-run resumes it.
     """
     from lowrank.train.config import parse_overrides
 
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     sweep, base_dir = load_sweep(path)
     variants = expand_sweep(sweep, base_dir, parse_overrides(extra_overrides or []))
     script = Path(train_script) if train_script else Path(__file__).resolve().parents[2] / "train.py"
     statuses = {variant.name: variant_status(variant) for variant in variants}
-    pending = [variant for variant in variants if statuses[variant.name] != "done"]
+    queue = [variant for variant in variants if statuses[variant.name] != "done"]
     logger.info(
-        "sweep %s: %d variants, %d finished, %d to run, in %s",
-        path, len(variants), len(variants) - len(pending), len(pending), sweep.output_dir,
+        "sweep %s: %d variants, %d finished, %d to run (%d at a time), in %s",
+        path, len(variants), len(variants) - len(queue), len(queue), jobs, sweep.output_dir,
     )
+    environment = dict(os.environ)
+    if jobs > 1 and "OMP_NUM_THREADS" not in environment:
+        environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
 
-    for number, variant in enumerate(pending, start=1):
-        variant.run_dir.mkdir(parents=True, exist_ok=True)
-        variant_yaml = variant.run_dir / "variant.yaml"
-        variant_yaml.write_text(yaml.safe_dump(variant.data, sort_keys=False), encoding="utf-8")
-        (variant.run_dir / "labels.json").write_text(json.dumps(variant.labels), encoding="utf-8")
-
-        command = [sys.executable, str(script), str(variant_yaml)]
-        if device:
-            command += ["--device", device]
-        if statuses[variant.name] == "partial":
-            command.append("--resume")
-        else:
-            command.append("--overwrite")
-        logger.info("sweep variant %d/%d: %s (%s)", number, len(pending), variant.name, statuses[variant.name])
-        result = subprocess.run(command, check=False)
-        if result.returncode != 0:
+    running: list[tuple[Variant, subprocess.Popen]] = []
+    failure = 0
+    started = 0
+    while queue or running:
+        while queue and len(running) < jobs and not failure:
+            variant = queue.pop(0)
+            started += 1
+            logger.info("sweep variant %d/%d: %s (%s)", started, started + len(queue), variant.name, statuses[variant.name])
+            running.append((variant, subprocess.Popen(_command(variant, statuses[variant.name], script, device), env=environment)))
+        if not running:
+            break
+        time.sleep(0.5)
+        for variant, process in list(running):
+            if process.poll() is None:
+                continue
+            running.remove((variant, process))
+            if process.returncode == 0:
+                (variant.run_dir / STATUS_FILE).write_text(json.dumps({"status": "done"}), encoding="utf-8")
+                continue
             logger.error(
                 "sweep variant %s failed with exit status %d; fix it and re-run the sweep to resume",
-                variant.name, result.returncode,
+                variant.name, process.returncode,
             )
-            return result.returncode
-        (variant.run_dir / STATUS_FILE).write_text(json.dumps({"status": "done"}), encoding="utf-8")
+            failure = failure or process.returncode
 
-    logger.info("sweep %s: all %d variants finished; compare them with python -m lowrank.report %s/*", path, len(variants), sweep.output_dir)
+    if failure:
+        return failure
+    logger.info(
+        "sweep %s: all %d variants finished; compare them with python -m lowrank.report %s/*",
+        path, len(variants), sweep.output_dir,
+    )
     return 0
+
+
+def _command(variant: Variant, status: str, script: Path, device: str | None) -> list[str]:
+    """Write the variant's resolved run YAML and labels; return the train.py command for it."""
+    variant.run_dir.mkdir(parents=True, exist_ok=True)
+    variant_yaml = variant.run_dir / "variant.yaml"
+    variant_yaml.write_text(yaml.safe_dump(variant.data, sort_keys=False), encoding="utf-8")
+    (variant.run_dir / "labels.json").write_text(json.dumps(variant.labels), encoding="utf-8")
+
+    command = [sys.executable, str(script), str(variant_yaml)]
+    if device:
+        command += ["--device", device]
+    command.append("--resume" if status == "partial" else "--overwrite")
+    return command
