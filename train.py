@@ -84,6 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run ``train.py`` with ``argv`` and return its exit status; configuration errors print no traceback."""
     args = parse_args(argv)
+    root_level = logging.getLogger().level
     handler, console = setup_logging()
     try:
         if args.sweep:
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(root_level)  # leaves an embedding program's logging as it was
 
 
 def setup_logging():

@@ -141,6 +141,7 @@ def test_build_writes_files_and_skips_when_unchanged(tmp_path, caplog):
     assert load_tokenizer(str(tmp_path / "tokenizer.json")).eos_token == "<|endoftext|>"
 
     caplog.set_level("INFO", logger="lowrank.train.corpus")
+    caplog.clear()
     build_corpus(tmp_path, documents, validation_fraction=0.1, vocab_size=300)
 
     assert "is up to date" in caplog.text
@@ -154,6 +155,7 @@ def test_build_retrains_tokenizer_when_vocab_changes(tmp_path, caplog):
     ]
     build_corpus(tmp_path, documents, validation_fraction=0.1, vocab_size=300)
     caplog.set_level("INFO", logger="lowrank.train.corpus")
+    caplog.clear()
 
     build_corpus(tmp_path, documents, validation_fraction=0.1, vocab_size=320)
 
@@ -169,6 +171,7 @@ def test_corpus_rebuild_keeps_unchanged_tokenizer(tmp_path, caplog):
     build_corpus(tmp_path, documents, validation_fraction=0.1, vocab_size=300)
     tokenizer_before = (tmp_path / "tokenizer.json").read_bytes()
     caplog.set_level("INFO", logger="lowrank.train.corpus")
+    caplog.clear()
 
     build_corpus(tmp_path, documents, validation_fraction=0.1, vocab_size=300, force=False)
     build_corpus(tmp_path, list(reversed(documents)), validation_fraction=0.1, vocab_size=300)
