@@ -182,6 +182,7 @@ def _dense_group(
         "betas": tuple(pick("betas")),
         "eps": pick("eps"),
         "foreach": config.foreach,
+        "fused": config.fused,
     }
 
 

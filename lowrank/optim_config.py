@@ -146,7 +146,10 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     """Decoupled weight decay, applied to the weight before each update."""
     foreach: bool | None = None
-    """Use torch's multi-tensor kernel for dense groups (``None`` lets torch decide)."""
+    """Use torch's multi-tensor AdamW kernel for dense groups."""
+    fused: bool | None = None
+    """Use torch's fused AdamW kernel for dense groups; ``None`` uses it on the CPU and CUDA unless
+    ``foreach`` is set."""
     groups: list[GroupConfig] = field(default_factory=list)
     """Parameter-selection rules, first match wins; unmatched parameters are dense."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -11,6 +13,10 @@ SHAPES = {
     "tall": (40, 24, 6),
     "square": (32, 32, 5),
 }
+
+# Importing galore_torch imports bitsandbytes, which asks the Hugging Face Hub for a CPU kernel;
+# offline mode turns that request into a local cache miss. Nothing in the tests may reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

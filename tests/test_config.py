@@ -145,7 +145,7 @@ def test_scientific_notation_strings_are_numbers():
 
 
 BAD_CONFIGS = [
-    ({"lrr": 1e-3}, "unknown key 'optimizer.lrr' (did you mean 'lr'?); valid keys: betas, eps, foreach, groups, lr"),
+    ({"lrr": 1e-3}, "unknown key 'optimizer.lrr' (did you mean 'lr'?); valid keys: betas, eps, foreach, fused, groups, lr"),
     ({"lr": "fast"}, "optimizer.lr: expected a number, got 'fast'"),
     ({"lr": -1}, "optimizer: lr must be >= 0, got -1.0"),
     ({"betas": [0.9]}, "optimizer.betas: expected 2 items, got 1"),

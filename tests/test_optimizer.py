@@ -50,16 +50,24 @@ def _train(model, optimizer, steps: int, dtype=torch.float32, seed: int = 0) -> 
 LOWRANK_RULE = {"match": ["up.weight", "mid.weight", "down.weight"], "rank": 6, "update_interval": 4}
 
 
-@pytest.mark.parametrize("foreach", [False, True])
-def test_dense_group_equals_torch_adamw(foreach):
+KERNELS = {
+    "default": {},
+    "for_loop": {"foreach": False},
+    "foreach": {"foreach": True},
+    "fused": {"fused": True},
+}
+
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
+def test_dense_group_equals_torch_adamw(kernel):
     torch.manual_seed(0)
     reference_model = SmallMLP()
     model = SmallMLP()
     model.load_state_dict(reference_model.state_dict())
     hyper = dict(lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 
-    reference = torch.optim.AdamW(reference_model.parameters(), foreach=foreach, **hyper)
-    ours = LowRankAdamW(model.parameters(), foreach=foreach, **hyper)
+    reference = torch.optim.AdamW(reference_model.parameters(), **KERNELS[kernel], **hyper)
+    ours = LowRankAdamW(model.parameters(), **KERNELS[kernel], **hyper)
     _train(reference_model, reference, 20)
     _train(model, ours, 20)
 

@@ -58,6 +58,8 @@ __all__ = ["LowRankAdamW", "RefreshInfo"]
 logger = logging.getLogger(__name__)
 
 _STRATEGY_KEYS = ("tracker", "transport", "residual")
+# Device types on which torch (2.4 and later) has a fused AdamW kernel.
+_FUSED_DEVICE_TYPES = ("cpu", "cuda")
 _REGISTRIES = {"tracker": TRACKERS, "transport": TRANSPORTS, "residual": RESIDUALS}
 
 
@@ -107,7 +109,11 @@ class LowRankAdamW(torch.optim.Optimizer):
             the golden-ratio sequence of each parameter's index), so that expensive refreshes do
             not all fall on one step.
         seed: Seed of random trackers; the basis depends on (seed, parameter index, refresh count).
-        foreach: Passed to ``torch.optim.AdamW``'s kernel for dense groups.
+        foreach: Use torch's multi-tensor AdamW kernel for dense groups.
+        fused: Use torch's fused AdamW kernel for dense groups. ``None`` picks it when every dense
+            parameter is a floating-point tensor on the CPU or a CUDA device, unless ``foreach`` is
+            set; on the CPU it updates LLaMA-60M's dense parameters several times faster than the
+            multi-tensor kernel.
 
     Each group may also carry ``names``, a list of parameter names used in messages and hooks;
     ``param_indices``, the parameters' global indices (for an optimizer that holds a shard of a
@@ -137,6 +143,7 @@ class LowRankAdamW(torch.optim.Optimizer):
         stagger: bool = False,
         seed: int = 0,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ):
         defaults = dict(
             lr=lr,
@@ -152,6 +159,7 @@ class LowRankAdamW(torch.optim.Optimizer):
             stagger=stagger,
             seed=seed,
             foreach=foreach,
+            fused=fused,
             label=None,
         )
         self._strategies: dict[str, Any] = {}
@@ -260,12 +268,20 @@ class LowRankAdamW(torch.optim.Optimizer):
         if group["rank"] is None:
             self._dense_update(group, [param])
         else:
-            self._lowrank_update(group, param)
+            self._lowrank_update(group, param, self._strategies_of(group))
 
     def _dense_step(self, group: dict) -> None:
         self._dense_update(group, [param for param in group["params"] if param.grad is not None])
 
     def _dense_update(self, group: dict, params: list[torch.Tensor]) -> None:
+        if not params:
+            return
+        fused = group["fused"]
+        if fused is None:
+            fused = group["foreach"] is None and all(
+                p.is_floating_point() and p.device.type in _FUSED_DEVICE_TYPES for p in params
+            )
+
         grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
         for param in params:
             if param.grad.is_sparse:
@@ -275,13 +291,13 @@ class LowRankAdamW(torch.optim.Optimizer):
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            if fused and state["step"].device != param.device:
+                state["step"] = state["step"].to(param.device)  # the fused kernel reads it on the device
             grads.append(param.grad)
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
             steps.append(state["step"])
 
-        if not params:
-            return
         beta1, beta2 = group["betas"]
         functional_adamw(
             params,
@@ -290,7 +306,8 @@ class LowRankAdamW(torch.optim.Optimizer):
             exp_avg_sqs,
             [],
             steps,
-            foreach=group["foreach"],
+            foreach=None if fused else group["foreach"],
+            fused=fused,
             amsgrad=False,
             beta1=beta1,
             beta2=beta2,
@@ -301,16 +318,20 @@ class LowRankAdamW(torch.optim.Optimizer):
         )
 
     def _lowrank_step(self, group: dict) -> None:
+        strategies = self._strategies_of(group)
         for param in group["params"]:
             if param.grad is not None:
-                self._lowrank_update(group, param)
+                self._lowrank_update(group, param, strategies)
 
-    def _lowrank_update(self, group: dict, param: torch.Tensor) -> None:
+    def _strategies_of(self, group: dict) -> tuple[Tracker, MomentTransport, ResidualHandler]:
+        return self._strategy(group, "tracker"), self._strategy(group, "transport"), self._strategy(group, "residual")
+
+    def _lowrank_update(
+        self, group: dict, param: torch.Tensor, strategies: tuple[Tracker, MomentTransport, ResidualHandler]
+    ) -> None:
         if param.grad.is_sparse:
             raise RuntimeError("LowRankAdamW does not support sparse gradients")
-        tracker: Tracker = self._strategy(group, "tracker")
-        transport: MomentTransport = self._strategy(group, "transport")
-        residual: ResidualHandler = self._strategy(group, "residual")
+        tracker, transport, residual = strategies
 
         state = self.state[param]
         if not state:
@@ -439,7 +460,7 @@ class LowRankAdamW(torch.optim.Optimizer):
 
         bias_correction1 = 1.0 - beta1**moment_step
         bias_correction2 = 1.0 - beta2**moment_step
-        denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(group["eps"])
+        denom = exp_avg_sq.sqrt().div_(math.sqrt(bias_correction2)).add_(group["eps"])
         return (exp_avg / bias_correction1).div_(denom)  # N: (r, k)
 
     # ------------------------------------------------------------------ state dict

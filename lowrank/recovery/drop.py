@@ -31,4 +31,8 @@ class DropResidual(ResidualHandler):
         scale: float,
         state: dict,
     ) -> torch.Tensor:
-        return (basis @ normalized).mul_(scale)  # (d, k)
+        if grad.is_contiguous():
+            return (basis @ normalized).mul_(scale)  # (d, k)
+        # A transposed gradient view means the weight is (k, d): building the product in that
+        # layout makes the optimizer's add into the weight read contiguous memory.
+        return (normalized.T @ basis.T).mul_(scale).T  # (d, k) view of a (k, d) tensor
