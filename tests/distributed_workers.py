@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -46,6 +47,22 @@ def _init(rank: int, world_size: int, init_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
 
 
+def _run_then_close(body, rank: int, world_size: int, init_file: str, *args) -> None:
+    """Run ``body`` in an initialized process group, then destroy the group.
+
+    The group is destroyed only after ``body`` has returned and its DDP models are freed. Freeing a
+    DDP model after the group was destroyed drops the group's last reference inside Python's
+    deallocator, and with torch 2.13 that can deadlock on the GIL while gloo's worker thread exits.
+    """
+    _init(rank, world_size, init_file)
+    try:
+        body(rank, *args)
+        dist.barrier()
+    finally:
+        gc.collect()
+        dist.destroy_process_group()
+
+
 def _train(model, optimizer, rank: int, steps: range) -> list[float]:
     losses = []
     for step in steps:
@@ -67,7 +84,10 @@ def _fresh_ddp_model() -> tuple[Model, DistributedDataParallel]:
 
 def ddp_bases(rank: int, world_size: int, init_file: str, out_dir: str, tracker: str) -> None:
     """Train under DDP and save this rank's parameters and bases."""
-    _init(rank, world_size, init_file)
+    _run_then_close(_ddp_bases, rank, world_size, init_file, out_dir, tracker)
+
+
+def _ddp_bases(rank: int, out_dir: str, tracker: str) -> None:
     model, ddp = _fresh_ddp_model()
     optimizer = lowrank.build_optimizer(model, config(tracker))
     _train(ddp, optimizer, rank, range(STEPS))
@@ -75,13 +95,14 @@ def ddp_bases(rank: int, world_size: int, init_file: str, out_dir: str, tracker:
     bases = {name: optimizer.state[p]["basis"] for name, p in model.named_parameters() if "basis" in optimizer.state[p]}
     params = {name: p.detach() for name, p in model.named_parameters()}
     torch.save({"params": params, "bases": bases}, Path(out_dir) / f"rank{rank}.pt")
-    dist.destroy_process_group()
 
 
 def zero_matches_unsharded(rank: int, world_size: int, init_file: str, out_dir: str, tracker: str) -> None:
     """Train the same data with and without ZeroRedundancyOptimizer; save both results."""
-    _init(rank, world_size, init_file)
+    _run_then_close(_zero_matches_unsharded, rank, world_size, init_file, out_dir, tracker)
 
+
+def _zero_matches_unsharded(rank: int, out_dir: str, tracker: str) -> None:
     model, ddp = _fresh_ddp_model()
     _train(ddp, lowrank.build_optimizer(model, config(tracker)), rank, range(STEPS))
     unsharded = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -93,12 +114,14 @@ def zero_matches_unsharded(rank: int, world_size: int, init_file: str, out_dir: 
     owned = [n for n, p in model.named_parameters() if p in zero.optim.state and "basis" in zero.optim.state[p]]
 
     torch.save({"unsharded": unsharded, "sharded": sharded, "owned": owned}, Path(out_dir) / f"rank{rank}.pt")
-    dist.destroy_process_group()
 
 
 def zero_save_and_resume(rank: int, world_size: int, init_file: str, out_dir: str, tracker: str) -> None:
     """Checkpoint a ZeRO run halfway on rank 0, resume it on both ranks, and save the end state."""
-    _init(rank, world_size, init_file)
+    _run_then_close(_zero_save_and_resume, rank, world_size, init_file, out_dir, tracker)
+
+
+def _zero_save_and_resume(rank: int, out_dir: str, tracker: str) -> None:
     half = STEPS // 2
     checkpoint_path = Path(out_dir) / "checkpoint.pt"
 
@@ -127,4 +150,3 @@ def zero_save_and_resume(rank: int, world_size: int, init_file: str, out_dir: st
         {"expected": expected, "resumed": resumed, "expected_losses": expected_losses, "losses": losses},
         Path(out_dir) / f"rank{rank}.pt",
     )
-    dist.destroy_process_group()
