@@ -175,8 +175,10 @@ def test_corpus_rebuild_keeps_unchanged_tokenizer(tmp_path, caplog):
 
     build_corpus(tmp_path, documents, validation_fraction=0.1, vocab_size=300, force=False)
     build_corpus(tmp_path, list(reversed(documents)), validation_fraction=0.1, vocab_size=300)
+    build_corpus(tmp_path, list(reversed(documents)), validation_fraction=0.1, vocab_size=300)
 
     assert "trained a" not in caplog.text
+    assert json.loads((tmp_path / "corpus" / "manifest.json").read_text())["tokenizer"]["vocab_size"] == 300
     assert (tmp_path / "tokenizer.json").read_bytes() == tokenizer_before
 
 

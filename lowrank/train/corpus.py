@@ -359,6 +359,7 @@ def build_corpus(
         # The tokenizer is retrained below only if the training split's text itself changed.
         if previous_tokenizer:
             manifest["tokenizer"] = previous_tokenizer
+            _write_json(manifest_path, manifest)
     else:
         logger.info("corpus: %s is up to date", corpus_dir)
 
