@@ -156,6 +156,11 @@ def train(args: argparse.Namespace, console) -> int:
     if run.train.zero_redundancy and not distributed:
         raise ConfigError("train.zero_redundancy needs several processes; launch with torchrun --nproc_per_node N")
     micro_batch_size, accumulation = run.train.split(world_size)
+    if run.schedule.warmup_steps >= run.train.max_steps:
+        logger.warning(
+            "schedule.warmup_steps %d is not below train.max_steps %d: the learning rate never reaches its peak",
+            run.schedule.warmup_steps, run.train.max_steps,
+        )
 
     device = resolve_device(run.device)
     if distributed:
@@ -514,6 +519,8 @@ def find_resume_checkpoint(
             "--resume, start afresh with --overwrite, or choose another name with --set name=..."
         )
     if args.overwrite and is_main:
+        if existing or metrics.path.is_file():
+            logger.warning("--overwrite: deleting the checkpoints and metrics in %s", run_dir)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         for leftover in (metrics.path, run_dir / "loss.png"):
             leftover.unlink(missing_ok=True)
