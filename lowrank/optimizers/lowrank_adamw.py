@@ -64,7 +64,7 @@ _REGISTRIES = {"tracker": TRACKERS, "transport": TRANSPORTS, "residual": RESIDUA
 
 
 class RefreshInfo:
-    """What a refresh hook receives: one parameter's basis change, with the tensors the step had.
+    """One parameter's basis change, passed to refresh hooks with the tensors the step already had.
 
     Attributes:
         param: The parameter itself (its optimizer state is ``optimizer.state[param]``).

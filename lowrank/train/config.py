@@ -114,7 +114,7 @@ class DataConfig:
     """
 
     source: Literal["embedded", "files", "hub", "disk"] = "embedded"
-    """Where the text comes from; see the class description for each source."""
+    """Source of the text; the class description explains each one."""
     corpus_dir: str = "data/corpus"
     """Folder of the embedded corpus (``train/*.txt`` and ``validation/*.txt``)."""
     train_files: list[str] = field(default_factory=list)
@@ -132,7 +132,7 @@ class DataConfig:
     validation_split: str = "validation"
     """Split to evaluate on, for ``hub`` and ``disk``."""
     text_field: str = "text"
-    """Column (or JSON key) that holds the text."""
+    """Column (or JSON key) that contains the text."""
     streaming: bool = False
     """Stream a ``hub`` dataset instead of downloading it whole (the usual choice for C4)."""
     shuffle_buffer: int = 10000
@@ -182,9 +182,9 @@ class TrainConfig:
     layerwise: bool = False
     """Update each parameter from its gradient hook as soon as the last micro-batch completes its
     gradient, and free that gradient, so fewer gradients are alive at once (GaLore's per-layer
-    mode). Needs ``grad_clip: 0`` (global clipping needs every gradient first) and one process
-    (hooks fire before data-parallel averaging); non-finite losses are logged but the update has
-    already been applied."""
+    mode). It needs ``grad_clip: 0``, because global clipping needs every gradient first, and one
+    process, because the hooks fire before data-parallel averaging. A non-finite loss is logged
+    and counted, but its update has already been applied."""
     zero_redundancy: bool = False
     """Shard the optimizer state across data-parallel processes with
     ``torch.distributed.optim.ZeroRedundancyOptimizer``; each process keeps the state of whole
@@ -278,7 +278,7 @@ class LogConfig:
     interval: int = 10
     """Optimizer updates between training-metric lines (console and ``metrics.jsonl``)."""
     output_dir: str = "runs"
-    """Folder that holds one run folder per run name."""
+    """Folder that contains one run folder per run name."""
     progress: bool = True
     """Show a live progress bar (on rank 0, in a terminal)."""
     plot: bool = True
