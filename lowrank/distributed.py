@@ -1,6 +1,6 @@
 """Data-parallel helpers: sharded optimizer state (ZeRO-1) around :class:`LowRankAdamW`.
 
-Under ``DistributedDataParallel`` every rank holds the same averaged gradient, so every tracker
+Under ``DistributedDataParallel`` every rank has the same averaged gradient, so every tracker
 computes the same basis on every rank: the SVD and Grassmannian trackers because their input is
 identical, the random tracker because it seeds from (seed, parameter index, refresh count) on a
 CPU generator. Nothing needs to be communicated for the bases.

@@ -31,7 +31,7 @@ _SEED_SUFFIX = re.compile(r"[-_](?:s|seed)\d+$")
 
 @dataclass
 class RunSummary:
-    """What the report needs from one run folder."""
+    """Quantities the report reads from one run folder."""
 
     path: Path
     name: str

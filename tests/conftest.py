@@ -14,7 +14,7 @@ SHAPES = {
     "square": (32, 32, 5),
 }
 
-# Importing galore_torch imports bitsandbytes, which asks the Hugging Face Hub for a CPU kernel;
+# Importing galore_torch imports bitsandbytes, which requests a CPU kernel from the Hugging Face Hub;
 # offline mode turns that request into a local cache miss. Nothing in the tests may reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

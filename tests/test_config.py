@@ -133,7 +133,8 @@ def test_one_log_line_per_group(caplog):
 
     lines = [record.getMessage() for record in caplog.records if record.name == "lowrank.build"]
     assert len(lines) == 2
-    assert lines[0].startswith("group mlp: 6 parameters") and "tracker=subtrack" in lines[0]
+    assert lines[0].startswith("group mlp: 6 parameters")
+    assert "tracker=subtrack" in lines[0]
     assert lines[1].startswith("group unmatched (dense):")
 
 

@@ -209,7 +209,8 @@ def test_non_finite_gradient_at_refresh_keeps_basis(caplog):
 
     assert torch.equal(optimizer.state[weight]["basis"], basis)
     assert optimizer.state[weight]["refresh_count"] == 1
-    assert "layer.w" in caplog.text and "keeping the old basis" in caplog.text
+    assert "layer.w" in caplog.text
+    assert "keeping the old basis" in caplog.text
 
 
 def test_non_finite_gradient_at_first_step_uses_random_basis(caplog):

@@ -94,7 +94,8 @@ def test_sweep_runs_skips_finished_and_reports(setup, capsys):
     capsys.readouterr()
     assert report_main([str(out / "galore"), str(out / "subtrack_pp"), "--output", str(report_dir)]) == 0
     printed = capsys.readouterr().out
-    assert "composition=galore" in printed and "composition=subtrack_pp" in printed
+    assert "composition=galore" in printed
+    assert "composition=subtrack_pp" in printed
     markdown = (report_dir / "report.md").read_text()
     assert "| composition=galore | 1 | 4 |" in markdown
     for plot in ("eval_loss_vs_step.png", "eval_loss_vs_time.png", "captured_energy.png"):

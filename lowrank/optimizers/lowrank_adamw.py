@@ -116,7 +116,7 @@ class LowRankAdamW(torch.optim.Optimizer):
             multi-tensor kernel.
 
     Each group may also carry ``names``, a list of parameter names used in messages and hooks;
-    ``param_indices``, the parameters' global indices (for an optimizer that holds a shard of a
+    ``param_indices``, the parameters' global indices (for an optimizer that contains a shard of a
     larger parameter list: seeds and stagger offsets follow them); and ``label``, its name in logs.
 
     State per low-rank parameter (tensors and numbers only): ``step`` (updates applied),
@@ -594,7 +594,7 @@ def _check_basis(basis: Any, grad: torch.Tensor, rank: int, tracker: Tracker) ->
 def _stagger_offset(param_index: int, interval: int) -> int:
     """Spread refresh offsets over ``[0, interval)`` by the golden-ratio sequence of the index.
 
-    The offset depends on the parameter's global index only, so a sharded optimizer that holds a
+    The offset depends on the parameter's global index only, so a sharded optimizer that contains a
     subset of the parameters staggers them exactly as the unsharded one does.
     """
     golden = (math.sqrt(5.0) - 1.0) / 2.0

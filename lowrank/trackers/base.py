@@ -20,7 +20,7 @@ __all__ = ["TRACKERS", "Refresh", "Tracker", "TrackerContext", "list_trackers", 
 
 @dataclass(frozen=True)
 class TrackerContext:
-    """Where in training a basis is chosen; trackers that draw random numbers seed from it."""
+    """Position in training at which a basis is chosen; random trackers derive their seed from it."""
 
     param_index: int
     """Position of the parameter among all parameters of the optimizer, stable across ranks."""

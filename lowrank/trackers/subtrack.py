@@ -57,7 +57,7 @@ def top_right_singular_vector(matrix: torch.Tensor, iterations: int) -> torch.Te
     for _ in range(iterations):
         vector = gram @ vector
         vector = vector / vector.norm().clamp_min(torch.finfo(vector.dtype).tiny)
-    # A zero Gram matrix leaves a zero vector; any unit vector is then a valid answer.
+    # A zero Gram matrix leaves a zero vector; any unit vector is then a valid result.
     fallback = torch.zeros_like(vector)
     fallback[0] = 1.0
     norm = vector.norm()

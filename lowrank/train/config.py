@@ -428,7 +428,12 @@ def apply_override(data: dict, key: str, value: Any) -> None:
         if match.start() != position and key[position:match.start()] != ".":
             raise ConfigError(f"override key {key!r} is malformed; write it like optimizer.groups[0].rank")
         name, index = match.groups()
-        tokens.append(int(index) if index is not None else (int(name) if name.isdigit() else name))
+        if index is not None:
+            tokens.append(int(index))
+        elif name.isdigit():
+            tokens.append(int(name))
+        else:
+            tokens.append(name)
         position = match.end()
     if not tokens or position != len(key):
         raise ConfigError(f"override key {key!r} is malformed; write it like optimizer.groups[0].rank")
@@ -463,5 +468,10 @@ def apply_override(data: dict, key: str, value: Any) -> None:
 def _format_path(tokens: list[str | int]) -> str:
     text = ""
     for token in tokens:
-        text += f"[{token}]" if isinstance(token, int) else (f".{token}" if text else token)
+        if isinstance(token, int):
+            text += f"[{token}]"
+        elif text:
+            text += f".{token}"
+        else:
+            text += token
     return text
